@@ -1,0 +1,43 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from api import errors
+from api.http import FHIR_PREFIX, check_accept
+from api.routes import record, search, system
+from api.settings import Settings
+from fhir.db import Database
+from fhir.migrate import upgrade
+from fhir.registry import registry
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A carenet FHIR server for `settings` (from the environment when not given)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url, pool_size=settings.db_pool_size,
+                      statement_timeout_ms=settings.statement_timeout_ms)
+        if settings.migrate_on_start:
+            await upgrade(db.engine)
+        registry()  # build the search parameter registry before the first request
+        app.state.db = db
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = FastAPI(title="carenet", version=system.VERSION, lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    errors.install(app)
+    # Order matters: fixed paths (metadata, _history, _search) before [type]/[id].
+    for routes in (system.router, search.router, record.router):
+        app.include_router(routes, prefix=FHIR_PREFIX, dependencies=[Depends(check_accept)])
+    return app

@@ -1,0 +1,58 @@
+"""The one place errors become responses: every failure is an OperationOutcome, never a trace."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from api.http import error_response, outcome_response
+from fhir.errors import FhirError
+
+log = logging.getLogger("carenet")
+
+_HTTP_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
+
+
+async def _fhir_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FhirError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"No FHIR endpoint at {request.url.path}."
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}."
+    else:
+        message = str(exc.detail)
+    return outcome_response(exc.status_code, message, severity="error",
+                            code=_HTTP_CODES.get(exc.status_code, "processing"),
+                            headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return outcome_response(400, f"The request is malformed: {details}", severity="error",
+                            code="invalid")
+
+
+async def _unexpected(_request: Request, exc: Exception) -> Response:
+    ref = uuid.uuid4().hex[:12]
+    log.exception("unhandled error %s", ref, exc_info=exc)
+    return outcome_response(500, f"The server failed unexpectedly (reference {ref}); the request "
+                            "was not completed and nothing was changed.", severity="fatal",
+                            code="exception")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(FhirError, _fhir_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,128 @@
+"""Instance and type interactions: read, vread, create, update, patch, delete (and conditional).
+
+Routes parse the request and hand over to `fhir.interactions`; nothing here knows SQL.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from api.deps import DbDep, SettingsDep
+from api.http import if_match, outcome_response, read_json, resource_response
+from fhir import interactions
+from fhir.errors import BadRequest, NotFound
+from fhir.registry import registry
+
+router = APIRouter()
+
+
+def known_type(type_: str) -> str:
+    if type_ not in registry().resource_types:
+        raise NotFound(f"'{type_}' is not a resource type this server knows.")
+    return type_
+
+
+def criteria(request: Request) -> list[tuple[str, str]]:
+    """The search criteria of a conditional interaction (query string, minus _format)."""
+    return [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)
+            if k not in ("_format", "_pretty")]
+
+
+@router.get("/{type_}/{id_}")
+async def read(type_: str, id_: str, db: DbDep) -> Response:
+    known_type(type_)
+    async with db.read() as conn:
+        stored = await interactions.read(conn, type_, id_)
+    return Response(content=stored.content, media_type="application/fhir+json; charset=utf-8",
+                    headers={"ETag": stored.etag, "Last-Modified": stored.last_modified})
+
+
+@router.get("/{type_}/{id_}/_history/{vid}")
+async def vread(type_: str, id_: str, vid: str, db: DbDep) -> Response:
+    known_type(type_)
+    async with db.read() as conn:
+        stored = await interactions.vread(conn, type_, id_, vid)
+    return Response(content=stored.content, media_type="application/fhir+json; charset=utf-8",
+                    headers={"ETag": stored.etag, "Last-Modified": stored.last_modified})
+
+
+@router.post("/{type_}")
+async def create(type_: str, request: Request, db: DbDep, settings: SettingsDep) -> Response:
+    known_type(type_)
+    body = await read_json(request, settings.max_body_bytes)
+    header = request.headers.get("if-none-exist")
+    condition = parse_qsl(header.lstrip("?").split("?")[-1], keep_blank_values=True) \
+        if header is not None else None
+    if header is not None and not condition:
+        raise BadRequest("If-None-Exist is empty; give search criteria such as "
+                         "identifier=system|value.")
+    async with db.write() as conn:
+        result = await interactions.create(conn, type_, body, condition)
+    assert result.stored is not None
+    return resource_response(request, result.stored, result.status, result.message,
+                             location=True)
+
+
+@router.put("/{type_}/{id_}")
+async def update(type_: str, id_: str, request: Request, db: DbDep,
+                 settings: SettingsDep) -> Response:
+    known_type(type_)
+    body = await read_json(request, settings.max_body_bytes)
+    version = if_match(request)
+    async with db.write() as conn:
+        result = await interactions.update(conn, type_, id_, body, version)
+    assert result.stored is not None
+    return resource_response(request, result.stored, result.status, location=True)
+
+
+@router.put("/{type_}")
+async def conditional_update(type_: str, request: Request, db: DbDep,
+                             settings: SettingsDep) -> Response:
+    known_type(type_)
+    params = criteria(request)
+    if not params:
+        raise BadRequest(f"PUT /{type_} needs search criteria (conditional update) or an id "
+                         f"(PUT /{type_}/[id]).")
+    body = await read_json(request, settings.max_body_bytes)
+    version = if_match(request)
+    async with db.write() as conn:
+        result = await interactions.conditional_update(conn, type_, params, body, version)
+    assert result.stored is not None
+    return resource_response(request, result.stored, result.status, location=True)
+
+
+@router.patch("/{type_}/{id_}")
+async def patch(type_: str, id_: str, request: Request, db: DbDep,
+                settings: SettingsDep) -> Response:
+    known_type(type_)
+    operations = await read_json(request, settings.max_body_bytes, patch=True)
+    version = if_match(request)
+    async with db.write() as conn:
+        result = await interactions.patch(conn, type_, id_, operations, version)
+    assert result.stored is not None
+    return resource_response(request, result.stored, result.status, location=True)
+
+
+@router.delete("/{type_}/{id_}")
+async def delete(type_: str, id_: str, request: Request, db: DbDep) -> Response:
+    known_type(type_)
+    version = if_match(request)
+    async with db.write() as conn:
+        result = await interactions.delete(conn, type_, id_, version)
+    headers = {"ETag": result.stored.etag} if result.stored else None
+    return outcome_response(200, result.message or "Deleted.", headers=headers)
+
+
+@router.delete("/{type_}")
+async def conditional_delete(type_: str, request: Request, db: DbDep) -> Response:
+    known_type(type_)
+    params = criteria(request)
+    if not params:
+        raise BadRequest(f"DELETE /{type_} needs search criteria; to delete one resource use "
+                         f"DELETE /{type_}/[id].")
+    async with db.write() as conn:
+        result = await interactions.conditional_delete(conn, type_, params)
+    return outcome_response(200, result.message or "Deleted.")

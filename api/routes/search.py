@@ -1,0 +1,104 @@
+"""Search (GET and POST _search) and history at instance, type and system level."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from api.deps import DbDep, SettingsDep
+from api.http import base_url, fhir_response, prefer
+from api.routes.record import known_type
+from fhir import bundles, interactions, search
+from fhir.dates import BadDate, date_range
+from fhir.errors import BadRequest, UnsupportedMediaType
+
+router = APIRouter()
+
+
+async def _search(request: Request, db: DbDep, type_: str,
+                  params: list[tuple[str, str]]) -> Response:
+    lenient = prefer(request, "handling") == "lenient"
+    query = search.parse(type_, params, lenient=lenient)
+    async with db.read() as conn:
+        rows, total, after = await search.run(conn, query)
+    links = {"self": query.link()}
+    if after is not None:
+        links["next"] = query.link(after)
+    return fhir_response(bundles.searchset(base=base_url(request), rows=rows, type_=type_,
+                                           total=total, links=links))
+
+
+@router.get("/_history")
+async def history_system(request: Request, db: DbDep) -> Response:
+    return await _history(request, db, None, None, "_history")
+
+
+@router.get("/{type_}")
+async def search_type(type_: str, request: Request, db: DbDep) -> Response:
+    known_type(type_)
+    params = parse_qsl(request.url.query, keep_blank_values=True)
+    return await _search(request, db, type_, params)
+
+
+@router.post("/{type_}/_search")
+async def search_post(type_: str, request: Request, db: DbDep,
+                      settings: SettingsDep) -> Response:
+    known_type(type_)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip()
+    if ctype and ctype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded.")
+    body = await request.body()
+    if len(body) > settings.max_body_bytes:
+        raise BadRequest("The search form is too large.")
+    params = parse_qsl(request.url.query, keep_blank_values=True)
+    params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return await _search(request, db, type_, params)
+
+
+def _history_params(request: Request) -> tuple[float | None, int, int | None]:
+    since = count = before = None
+    for key, value in parse_qsl(request.url.query, keep_blank_values=True):
+        if key == "_since":
+            try:
+                since = date_range(value)[0]
+            except BadDate as exc:
+                raise BadRequest(f"_since: {exc}.") from None
+        elif key == "_count":
+            if not value.isdigit():
+                raise BadRequest(f"_count must be a whole number, not '{value}'.")
+            count = min(int(value), search.MAX_COUNT)
+        elif key == "_cursor":
+            before = search.decode_cursor(value)
+        elif key not in ("_format", "_pretty"):
+            raise BadRequest(f"History takes _since, _count and _cursor; '{key}' is not "
+                             "supported.")
+    return since, count if count is not None else search.DEFAULT_COUNT, before
+
+
+async def _history(request: Request, db: DbDep, type_: str | None, id_: str | None,
+                   path: str) -> Response:
+    since, count, before = _history_params(request)
+    async with db.read() as conn:
+        rows, after = await interactions.history(conn, type_=type_, id_=id_, since=since,
+                                                 count=count, before=before)
+    keep = [(k, v) for k, v in parse_qsl(request.url.query) if k in ("_since",)]
+    query = "&".join(f"{k}={v}" for k, v in keep + [("_count", str(count))])
+    links = {"self": f"{path}?{query}"}
+    if after is not None:
+        links["next"] = f"{path}?{query}&_cursor={search.encode_cursor(after)}"
+    return fhir_response(bundles.history_bundle(base=base_url(request), rows=rows, total=None,
+                                                links=links))
+
+
+@router.get("/{type_}/_history")
+async def history_type(type_: str, request: Request, db: DbDep) -> Response:
+    known_type(type_)
+    return await _history(request, db, type_, None, f"{type_}/_history")
+
+
+@router.get("/{type_}/{id_}/_history")
+async def history_instance(type_: str, id_: str, request: Request, db: DbDep) -> Response:
+    known_type(type_)
+    return await _history(request, db, type_, id_, f"{type_}/{id_}/_history")

@@ -1,0 +1,43 @@
+"""System interactions: the CapabilityStatement and batch/transaction Bundles at the base."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from api.deps import DbDep, SettingsDep
+from api.http import base_url, fhir_response, read_json
+from fhir import transaction
+from fhir.capability import capability_statement
+from fhir.errors import BadRequest
+
+router = APIRouter()
+VERSION = "0.1.0"
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> Response:
+    cached = getattr(request.app.state, "capability", None)
+    if cached is None:
+        cached = orjson.dumps(capability_statement(base=base_url(request),
+                                                   software_version=VERSION))
+        request.app.state.capability = cached
+    return fhir_response(cached)
+
+
+@router.post("")
+@router.post("/")
+async def bundle(request: Request, db: DbDep, settings: SettingsDep) -> Response:
+    body = await read_json(request, settings.max_body_bytes)
+    kind = body.get("type") if isinstance(body, dict) else None
+    base = base_url(request)
+    if kind == "transaction":
+        async with db.write() as conn:
+            result = await transaction.transaction(conn, body, base)
+    elif kind == "batch":
+        result = await transaction.batch(db.write, body, base)
+    else:
+        raise BadRequest("POST to the base takes a Bundle of type 'batch' or 'transaction', "
+                         f"not {kind!r}.", expression="Bundle.type")
+    return fhir_response(orjson.dumps(result))

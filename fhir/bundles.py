@@ -1,0 +1,63 @@
+"""Searchset and history Bundles, assembled around the stored JSON text without parsing it.
+
+https://hl7.org/fhir/R4/bundle.html. `base` is the server's public base URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fhir.store import iso_instant
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def searchset(*, base: str, rows: list[tuple[int, str, str]], type_: str, total: int | None,
+              links: dict[str, str]) -> bytes:
+    """A searchset Bundle of `rows` (rid, id, content text), each marked search.mode=match."""
+    head: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        head["total"] = total
+    head["link"] = [{"relation": rel, "url": f"{base}/{url}"} for rel, url in links.items()]
+    parts = [_dumps(head)[:-1], ',"entry":[']
+    for i, (_rid, id_, content) in enumerate(rows):
+        if i:
+            parts.append(",")
+        parts.append(f'{{"fullUrl":{_dumps(f"{base}/{type_}/{id_}")},"resource":')
+        parts.append(content)
+        parts.append(',"search":{"mode":"match"}}')
+    parts.append("]}")
+    return "".join(parts).encode()
+
+
+def history_bundle(*, base: str, rows: list[Any], total: int | None,
+                   links: dict[str, str]) -> bytes:
+    """A history Bundle: each version with its request and response, newest first."""
+    head: dict[str, Any] = {"resourceType": "Bundle", "type": "history"}
+    if total is not None:
+        head["total"] = total
+    head["link"] = [{"relation": rel, "url": f"{base}/{url}"} for rel, url in links.items()]
+    parts = [_dumps(head)[:-1], ',"entry":[']
+    for i, (_hid, type_, id_, version, last_updated, method, deleted, content) in enumerate(rows):
+        if i:
+            parts.append(",")
+        url = f"{type_}/{id_}" if method != "POST" else type_
+        status = "201 Created" if version == 1 and not deleted else "200 OK"
+        if deleted:
+            status = "204 No Content"
+        entry = {
+            "fullUrl": f"{base}/{type_}/{id_}",
+            "request": {"method": method, "url": url},
+            "response": {"status": status, "etag": f'W/"{version}"',
+                         "lastModified": iso_instant(last_updated)},
+        }
+        text = _dumps(entry)
+        if content is not None:
+            text = text[:-1] + ',"resource":' + content + "}"
+        parts.append(text)
+    parts.append("]}")
+    return "".join(parts).encode()

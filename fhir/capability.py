@@ -1,0 +1,60 @@
+"""The CapabilityStatement: exactly the interactions and search parameters that work.
+
+https://hl7.org/fhir/R4/capabilitystatement.html. Built from the registry, so a parameter the
+index cannot extract is not advertised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir.registry import registry
+
+TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance",
+                     "history-type", "create", "search-type")
+
+
+def capability_statement(*, base: str, software_version: str) -> dict[str, Any]:
+    reg = registry()
+    resources = []
+    for type_ in sorted(reg.resource_types):
+        params = [
+            {"name": "_id", "type": "token",
+             "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"},
+            {"name": "_lastUpdated", "type": "date",
+             "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+        ]
+        params += [
+            {"name": sp.code, "type": sp.type, "definition": sp.url}
+            for sp in sorted(reg.for_type(type_).values(), key=lambda p: p.code)
+        ]
+        resources.append({
+            "type": type_,
+            "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+            "versioning": "versioned",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "searchParam": params,
+        })
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "carenet",
+        "kind": "instance",
+        "software": {"name": "carenet", "version": software_version},
+        "implementation": {"description": "carenet shared care record", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"},
+                            {"code": "history-system"}],
+        }],
+    }

@@ -1,0 +1,208 @@
+"""A compiler for the subset of FHIRPath that the R4 SearchParameter expressions use.
+
+The official definitions (https://hl7.org/fhir/R4/searchparameter-registry.html) need only:
+paths, unions ``a | b``, type casts ``(x as T)`` / ``x.as(T)`` / ``x.ofType(T)``,
+``where(resolve() is T)`` and ``where(field='literal')``. An expression outside the subset
+raises `Unsupported`, and the registry leaves that parameter out (and so does the
+CapabilityStatement): nothing is advertised that is not indexed.
+
+Evaluation works on parsed JSON. Nodes are ``(value, type)`` pairs; ``type`` is known where a
+choice element (``value[x]``) names it in its JSON key, which is all the casts need.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Node = tuple[Any, str | None]
+Step = Callable[[list[Node]], list[Node]]
+
+
+class Unsupported(ValueError):
+    """The expression uses FHIRPath outside the supported subset."""
+
+
+# FHIR data type names that can follow a choice element's name in a JSON key (valueQuantity).
+_PRIMITIVES = frozenset(
+    "Base64Binary Boolean Canonical Code Date DateTime Decimal Id Instant Integer Markdown Oid "
+    "PositiveInt String Time UnsignedInt Uri Url Uuid".split()
+)
+_CHOICE_TYPES = tuple(sorted(_PRIMITIVES)) + tuple(
+    "Address Age Annotation Attachment CodeableConcept Coding ContactPoint Count Distance "
+    "Duration HumanName Identifier Money Period Quantity Range Ratio Reference SampledData "
+    "Signature Timing ContactDetail Contributor DataRequirement Expression ParameterDefinition "
+    "RelatedArtifact TriggerDefinition UsageContext Dosage Meta".split()
+)
+# The FHIR type name of a JSON key suffix: primitives are lower camel case (valueDateTime: dateTime).
+_TYPE_OF_SUFFIX = {t: t[0].lower() + t[1:] if t in _PRIMITIVES else t for t in _CHOICE_TYPES}
+
+_TOKEN = re.compile(r"\s*(?:(\()|(\))|(\|)|(\.)|(=)|'((?:[^'\\]|\\.)*)'|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _tokens(text: str) -> list[str]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise Unsupported(f"cannot read FHIRPath at {text[pos:pos + 20]!r}")
+        lit = m.group(6)
+        out.append("'" + lit if lit is not None else m.group(0).strip())
+        pos = m.end()
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return out
+
+
+def _children(value: Any, name: str) -> Iterator[Node]:
+    if not isinstance(value, dict):
+        return
+    if name in value:
+        found = value[name]
+        for v in found if isinstance(found, list) else [found]:
+            yield v, None
+        return
+    for t in _CHOICE_TYPES:
+        key = name + t
+        if key in value:
+            found = value[key]
+            for v in found if isinstance(found, list) else [found]:
+                yield v, _TYPE_OF_SUFFIX[t]
+            return
+
+
+def _reference_type(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    if value.get("type"):
+        return value["type"]
+    ref = value.get("reference")
+    if not isinstance(ref, str) or ref.startswith(("#", "urn:")):
+        return None
+    parts = ref.split("/_history/")[0].rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 else None
+
+
+class _Parser:
+    def __init__(self, text: str, resource_type: str | None) -> None:
+        self.toks = _tokens(text)
+        self.i = 0
+        self.resource_type = resource_type
+
+    def peek(self, k: int = 0) -> str | None:
+        j = self.i + k
+        return self.toks[j] if j < len(self.toks) else None
+
+    def take(self, expected: str | None = None) -> str:
+        tok = self.peek()
+        if tok is None or (expected is not None and tok != expected):
+            raise Unsupported(f"expected {expected!r}, found {tok!r}")
+        self.i += 1
+        return tok
+
+    def union(self) -> list[Step]:
+        branches = [self.term()]
+        while self.peek() == "|":
+            self.take("|")
+            branches.append(self.term())
+        if len(branches) == 1:
+            return branches[0]
+
+        def run(nodes: list[Node], branches: list[list[Step]] = branches) -> list[Node]:
+            out: list[Node] = []
+            for b in branches:
+                out.extend(_run(b, nodes))
+            return out
+
+        return [run]
+
+    def term(self) -> list[Step]:
+        steps: list[Step] = []
+        if self.peek() == "(":
+            self.take("(")
+            steps.extend(self.union())
+            if self.peek() == "as":
+                self.take("as")
+                steps.append(_cast(self.take()))
+            self.take(")")
+        else:
+            first = self.take()
+            if not first[0].isupper():
+                raise Unsupported(f"an expression must start at a resource type, not {first!r}")
+            steps.append(_type_filter(first))
+        while self.peek() == ".":
+            self.take(".")
+            steps.append(self.step())
+        if self.peek() == "as":
+            self.take("as")
+            steps.append(_cast(self.take()))
+        return steps
+
+    def step(self) -> Step:
+        name = self.take()
+        if self.peek() != "(":
+            return _child(name)
+        self.take("(")
+        if name in ("as", "ofType"):
+            step = _cast(self.take())
+        elif name == "where":
+            step = self.where()
+        else:
+            raise Unsupported(f"function {name}() is not supported")
+        self.take(")")
+        return step
+
+    def where(self) -> Step:
+        if self.peek() == "resolve":
+            self.take("resolve")
+            self.take("(")
+            self.take(")")
+            self.take("is")
+            target = self.take()
+            return lambda nodes: [n for n in nodes if _reference_type(n[0]) == target]
+        field = self.take()
+        self.take("=")
+        literal = self.take()
+        if not literal.startswith("'"):
+            raise Unsupported("where() compares with a string literal only")
+        want = literal[1:]
+        return lambda nodes: [
+            n for n in nodes if isinstance(n[0], dict) and n[0].get(field) == want
+        ]
+
+
+def _type_filter(resource_type: str) -> Step:
+    if resource_type in ("Resource", "DomainResource"):
+        return lambda nodes: nodes
+    return lambda nodes: [n for n in nodes if n[0].get("resourceType") == resource_type]
+
+
+def _child(name: str) -> Step:
+    return lambda nodes: [c for v, _ in nodes for c in _children(v, name)]
+
+
+def _cast(type_name: str) -> Step:
+    return lambda nodes: [n for n in nodes if n[1] is None or n[1] == type_name]
+
+
+def _run(steps: list[Step], nodes: list[Node]) -> list[Node]:
+    for step in steps:
+        nodes = step(nodes)
+        if not nodes:
+            break
+    return nodes
+
+
+def compile_path(expression: str) -> Callable[[dict[str, Any]], list[Node]]:
+    """Compile `expression`; the result maps a resource (parsed JSON) to its matching nodes."""
+    parser = _Parser(expression, None)
+    steps = parser.union()
+    if parser.peek() is not None:
+        raise Unsupported(f"unexpected {parser.peek()!r} in {expression!r}")
+
+    def evaluate(resource: dict[str, Any]) -> list[Node]:
+        return _run(steps, [(resource, None)])
+
+    return evaluate

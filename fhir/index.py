@@ -1,0 +1,167 @@
+"""Index extraction: what a resource contributes to each search index table. Pure functions.
+
+One small extractor per parameter type turns the nodes a parameter's FHIRPath selects into
+rows (https://hl7.org/fhir/R4/search.html#ptypes). `extract` returns rows per table; the store
+writes them in the same transaction as the resource.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+from typing import Any
+
+from fhir.dates import MAX_TIME, MIN_TIME, BadDate, date_range
+from fhir.registry import Registry
+
+Row = tuple[Any, ...]
+_CONTACT_KINDS = {"phone", "email", "fax", "pager", "url", "sms", "other"}
+
+
+def normalise(text: str) -> str:
+    """Case- and accent-insensitive form used by string search (``Müller`` ~ ``muller``)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _tokens(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
+    """(system, code, text) triples of a token-typed value."""
+    if isinstance(value, bool):
+        yield None, "true" if value else "false", None
+    elif isinstance(value, (str, int)):
+        yield None, str(value), None
+    elif isinstance(value, dict):
+        if "coding" in value or ("text" in value and "value" not in value):
+            for coding in value.get("coding", ()):
+                yield from _coding(coding)
+            if value.get("text"):
+                yield None, None, value["text"]
+        elif "value" in value:  # Identifier, or ContactPoint whose `system` is a kind
+            system = value.get("system")
+            if system in _CONTACT_KINDS:
+                system = None
+            yield system, str(value["value"]), (value.get("type") or {}).get("text")
+        else:
+            yield from _coding(value)
+
+
+def _coding(coding: dict[str, Any]) -> Iterator[tuple[str | None, str | None, str | None]]:
+    if coding.get("code") is not None or coding.get("system"):
+        yield coding.get("system"), coding.get("code"), coding.get("display")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key in ("text", "family", "given", "prefix", "suffix", "line", "city", "district",
+                    "state", "postalCode", "country"):
+            part = value.get(key)
+            if isinstance(part, str):
+                yield part
+            elif isinstance(part, list):
+                yield from (p for p in part if isinstance(p, str))
+
+
+def _dates(value: Any) -> Iterator[tuple[float, float]]:
+    try:
+        if isinstance(value, str):
+            yield date_range(value)
+        elif isinstance(value, dict):
+            if "start" in value or "end" in value:  # Period
+                low = date_range(value["start"])[0] if value.get("start") else MIN_TIME
+                high = date_range(value["end"])[1] if value.get("end") else MAX_TIME
+                yield low, high
+            for event in value.get("event", ()):  # Timing
+                yield date_range(event)
+    except BadDate:
+        return
+
+
+def _references(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
+    """(target type, target id, url) of a Reference or canonical."""
+    if isinstance(value, str):
+        yield None, None, value.split("|")[0]
+        return
+    if not isinstance(value, dict):
+        return
+    ref = value.get("reference")
+    if not isinstance(ref, str) or ref.startswith("#"):
+        return
+    parts = ref.split("/_history/")[0].split("/")
+    if len(parts) == 2 and "://" not in ref:
+        yield parts[0], parts[1], None
+    else:
+        yield (parts[-2] if len(parts) >= 2 else None), (parts[-1] or None), ref
+
+
+def _quantities(value: Any) -> Iterator[tuple[float, str | None, str | None, str | None]]:
+    if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
+        yield float(value["value"]), value.get("system"), value.get("code"), value.get("unit")
+
+
+def _uris(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+
+
+def _numbers(value: Any) -> Iterator[float]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield float(value)
+
+
+def _cut(text: str | None, size: int) -> str | None:
+    return text[:size] if text is not None else None
+
+
+def extract(resource: dict[str, Any], reg: Registry) -> dict[str, list[Row]]:
+    """Index rows per parameter type: ``{"token": [(param, system, code, text), ...], ...}``."""
+    rows: dict[str, list[Row]] = {t: [] for t in ("token", "string", "date", "reference",
+                                                   "quantity", "uri", "number")}
+    for code, sp in reg.for_type(resource["resourceType"]).items():
+        values = [v for v, _ in sp.evaluate(resource)]
+        if not values:
+            continue
+        seen: set[Row] = set()
+        out = rows[sp.type]
+        for value in values:
+            if sp.type == "token":
+                items: Iterator[Row] = (
+                    (code, _cut(s, 255), _cut(c, 255), t) for s, c, t in _tokens(value)
+                )
+            elif sp.type == "string":
+                items = ((code, normalise(s)[:255], s[:255]) for s in _strings(value))
+            elif sp.type == "date":
+                items = ((code, lo, hi) for lo, hi in _dates(value))
+            elif sp.type == "reference":
+                items = (
+                    (code, _cut(t, 64), _cut(i, 64), _cut(u, 1024))
+                    for t, i, u in _references(value)
+                )
+            elif sp.type == "quantity":
+                items = (
+                    (code, v, _cut(s, 255), _cut(c, 255), _cut(u, 255))
+                    for v, s, c, u in _quantities(value)
+                )
+            elif sp.type == "uri":
+                items = ((code, _cut(u, 1024)) for u in _uris(value))
+            else:
+                items = ((code, n) for n in _numbers(value))
+            for row in items:
+                if row not in seen:
+                    seen.add(row)
+                    out.append(row)
+    return rows
+
+
+def compartment_patient(resource: dict[str, Any], reg: Registry,
+                        refs: list[Row]) -> str | None:
+    """The id of the Patient whose compartment holds `resource` (the access-control key)."""
+    if resource["resourceType"] == "Patient":
+        return resource.get("id")
+    params = reg.compartment.get(resource["resourceType"], ())
+    for param in params:
+        for row in refs:
+            if row[0] == param and row[1] == "Patient" and row[2]:
+                return row[2]
+    return None

@@ -1,0 +1,109 @@
+"""The search parameter registry, built once from the official R4 SearchParameter definitions.
+
+Data: `fhir/data/search-parameters.json` and `compartmentdefinition-patient.json`
+(provenance in `fhir/data/PROVENANCE.md`). A parameter whose FHIRPath expression falls outside
+the subset `fhir.fhirpath` compiles is left out, and so is absent from the CapabilityStatement.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fhir.fhirpath import Node, Unsupported, compile_path
+
+DATA = Path(__file__).parent / "data"
+
+# Parameters answered from the resource table itself, not from an index table.
+TABLE_PARAMS = {"_id": "token", "_lastUpdated": "date"}
+# Types that are messages about the exchange, never stored records.
+NOT_STORED = {"OperationOutcome", "Parameters"}
+INDEXED_TYPES = ("token", "string", "date", "reference", "quantity", "uri", "number")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParam:
+    """One search parameter as it applies to one resource type."""
+
+    code: str
+    type: str
+    url: str
+    expression: str
+    description: str = ""
+    targets: tuple[str, ...] = ()
+    evaluate: Callable[[dict[str, Any]], list[Node]] = field(
+        default=lambda r: [], compare=False, repr=False
+    )
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Search parameters by resource type and code, and the Patient compartment."""
+
+    resource_types: frozenset[str]
+    params: dict[str, dict[str, SearchParam]]
+    compartment: dict[str, tuple[str, ...]]
+
+    def for_type(self, resource_type: str) -> dict[str, SearchParam]:
+        return self.params.get(resource_type, {})
+
+    def get(self, resource_type: str, code: str) -> SearchParam | None:
+        return self.params.get(resource_type, {}).get(code)
+
+
+def _branches_for(expression: str, base: str) -> str:
+    """The union branches of a shared expression that start at `base` (or at any Resource)."""
+    branches = [b.strip() for b in expression.split("|")]
+    if any(b.count("(") != b.count(")") for b in branches):
+        return expression
+    own = [
+        b for b in branches if b.lstrip("(").split(".")[0] in (base, "Resource", "DomainResource")
+    ]
+    return " | ".join(own) if own else expression
+
+
+def _load_json(name: str) -> dict[str, Any]:
+    return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+@cache
+def registry() -> Registry:
+    """The process-wide registry (immutable, built on first use)."""
+    compartment_def = _load_json("compartmentdefinition-patient.json")
+    resource_types = frozenset(r["code"] for r in compartment_def["resource"]) - NOT_STORED
+    compartment = {
+        r["code"]: tuple(r.get("param", ())) for r in compartment_def["resource"] if r.get("param")
+    }
+    params: dict[str, dict[str, SearchParam]] = {t: {} for t in resource_types}
+    compiled: dict[str, Callable[[dict[str, Any]], list[Node]]] = {}
+    for entry in _load_json("search-parameters.json")["entry"]:
+        sp = entry["resource"]
+        expression = sp.get("expression")
+        if sp["type"] not in INDEXED_TYPES or not expression or sp["code"] in TABLE_PARAMS:
+            continue
+        bases = sp["base"]
+        if "Resource" in bases or "DomainResource" in bases:
+            bases = sorted(resource_types)
+        for base in bases:
+            if base not in params:
+                continue
+            own = _branches_for(expression, base)
+            try:
+                evaluate = compiled.get(own) or compile_path(own)
+            except Unsupported:
+                continue
+            compiled[own] = evaluate
+            params[base][sp["code"]] = SearchParam(
+                code=sp["code"],
+                type=sp["type"],
+                url=sp["url"],
+                expression=own,
+                description=sp.get("description", ""),
+                targets=tuple(sp.get("target", ())),
+                evaluate=evaluate,
+            )
+    return Registry(resource_types=resource_types, params=params, compartment=compartment)

@@ -1,0 +1,192 @@
+"""Storage of resources: the current table, the version history and the index rows.
+
+Every function takes an open connection and runs inside the caller's transaction, so a
+Bundle transaction, a conditional create or a plain update is all-or-nothing.
+Versions are guarded by the database: an update names the version it replaces in its
+WHERE clause, so of many concurrent updates with the same If-Match exactly one succeeds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import formatdate
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fhir.errors import PreconditionFailed
+from fhir.index import compartment_patient, extract
+from fhir.registry import registry
+from fhir.schema import INDEX_TABLES, conditional_key, history, resource
+
+_COLUMNS = {
+    name: [c.name for c in table.columns if c.name != "rid"] for name, table in INDEX_TABLES.items()
+}
+
+
+@dataclass(slots=True)
+class Stored:
+    """One version of a resource as stored; `content` is its JSON text (None when deleted)."""
+
+    rid: int
+    type: str
+    id: str
+    version: int
+    last_updated: float
+    deleted: bool
+    content: str | None
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def last_modified(self) -> str:
+        return formatdate(self.last_updated, usegmt=True)
+
+    @property
+    def instant(self) -> str:
+        return iso_instant(self.last_updated)
+
+
+def iso_instant(epoch: float) -> str:
+    """An epoch time as a FHIR instant with milliseconds, in UTC."""
+    stamp = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def _now() -> float:
+    return round(time.time(), 3)
+
+
+_CURRENT = sa.select(
+    resource.c.rid, resource.c.type, resource.c.id, resource.c.version,
+    resource.c.last_updated, resource.c.deleted, resource.c.content,
+)
+
+
+async def read_current(conn: AsyncConnection, type_: str, id_: str, *,
+                       for_update: bool = False) -> Stored | None:
+    """The current version of Type/id (deleted or not), or None if it never existed."""
+    query = _CURRENT.where(resource.c.type == type_, resource.c.id == id_)
+    if for_update:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return Stored(*row) if row else None
+
+
+async def read_version(conn: AsyncConnection, type_: str, id_: str,
+                       version: int) -> Stored | None:
+    """Version `version` of Type/id from the history."""
+    row = (await conn.execute(
+        sa.select(history.c.rid, history.c.type, history.c.id, history.c.version,
+                  history.c.last_updated, history.c.deleted, history.c.content)
+        .where(history.c.type == type_, history.c.id == id_, history.c.version == version)
+    )).first()
+    return Stored(*row) if row else None
+
+
+def _stamp(body: dict[str, Any], version: int, now: float) -> str:
+    meta = dict(body.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = iso_instant(now)
+    body["meta"] = meta
+    return orjson.dumps(body).decode()
+
+
+def _security(body: dict[str, Any]) -> str | None:
+    labels = [f"{s.get('system', '')}|{s.get('code', '')}" for s in
+              (body.get("meta") or {}).get("security") or () if isinstance(s, dict)]
+    return " ".join(labels) or None
+
+
+def _index_rows(body: dict[str, Any]) -> tuple[dict[str, list[tuple[Any, ...]]], str | None]:
+    reg = registry()
+    rows = extract(body, reg)
+    return rows, compartment_patient(body, reg, rows["reference"])
+
+
+async def _write_index(conn: AsyncConnection, rid: int, rows: dict[str, list[tuple[Any, ...]]],
+                       *, replace: bool) -> None:
+    for name, table in INDEX_TABLES.items():
+        if replace:
+            await conn.execute(table.delete().where(table.c.rid == rid))
+        if rows[name]:
+            cols = _COLUMNS[name]
+            await conn.execute(
+                table.insert(), [{"rid": rid, **dict(zip(cols, row))} for row in rows[name]]
+            )
+
+
+async def _add_history(conn: AsyncConnection, stored: Stored, method: str) -> None:
+    await conn.execute(history.insert().values(
+        rid=stored.rid, type=stored.type, id=stored.id, version=stored.version,
+        last_updated=stored.last_updated, method=method, deleted=stored.deleted,
+        content=stored.content,
+    ))
+
+
+async def insert(conn: AsyncConnection, body: dict[str, Any], *, method: str) -> Stored:
+    """Store `body` (with its id set) as version 1 of a new resource."""
+    now = _now()
+    text = _stamp(body, 1, now)
+    rows, patient = _index_rows(body)
+    rid = (await conn.execute(
+        resource.insert().values(
+            type=body["resourceType"], id=body["id"], version=1, last_updated=now,
+            deleted=False, patient_id=patient, security=_security(body), content=text,
+        ).returning(resource.c.rid)
+    )).scalar_one()
+    await _write_index(conn, rid, rows, replace=False)
+    stored = Stored(rid, body["resourceType"], body["id"], 1, now, False, text)
+    await _add_history(conn, stored, method)
+    return stored
+
+
+async def replace(conn: AsyncConnection, current: Stored, body: dict[str, Any], *,
+                  method: str) -> Stored:
+    """Store `body` as the version after `current`; 412 if another writer got there first."""
+    now = max(_now(), current.last_updated)
+    version = current.version + 1
+    text = _stamp(body, version, now)
+    rows, patient = _index_rows(body)
+    result = await conn.execute(
+        resource.update()
+        .where(resource.c.rid == current.rid, resource.c.version == current.version)
+        .values(version=version, last_updated=now, deleted=False, patient_id=patient,
+                security=_security(body), content=text)
+    )
+    if result.rowcount != 1:
+        raise PreconditionFailed(
+            f"{current.type}/{current.id} was changed by another request while this one ran "
+            f"(expected version {current.version}); read it again and retry."
+        )
+    await _write_index(conn, current.rid, rows, replace=True)
+    stored = Stored(current.rid, current.type, current.id, version, now, False, text)
+    await _add_history(conn, stored, method)
+    return stored
+
+
+async def mark_deleted(conn: AsyncConnection, current: Stored) -> Stored:
+    """Delete `current`: a new version with no content; reads then answer 410 Gone."""
+    now = max(_now(), current.last_updated)
+    version = current.version + 1
+    for table in INDEX_TABLES.values():
+        await conn.execute(table.delete().where(table.c.rid == current.rid))
+    await conn.execute(conditional_key.delete().where(conditional_key.c.rid == current.rid))
+    result = await conn.execute(
+        resource.update()
+        .where(resource.c.rid == current.rid, resource.c.version == current.version)
+        .values(version=version, last_updated=now, deleted=True, content=None)
+    )
+    if result.rowcount != 1:
+        raise PreconditionFailed(
+            f"{current.type}/{current.id} was changed by another request while it was deleted."
+        )
+    stored = Stored(current.rid, current.type, current.id, version, now, True, None)
+    await _add_history(conn, stored, "DELETE")
+    return stored

@@ -1,0 +1,95 @@
+"""Shared fixtures: the ASGI app on SQLite and on PostgreSQL, and an HTTP client for each.
+
+PostgreSQL comes from CARENET_TEST_POSTGRES_URL, or the local server at 127.0.0.1:5432.
+Unreachable PostgreSQL skips those tests on a developer's machine and fails them in CI
+(CI=true): CI must prove both backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project's fhir/ must come before fhir.resources' (DESIGN.md)
+
+from api.app import create_app  # noqa: E402
+from api.settings import Settings  # noqa: E402
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/carenet_test"
+
+
+def postgres_url() -> str:
+    return os.environ.get("CARENET_TEST_POSTGRES_URL", DEFAULT_PG)
+
+
+async def _reset_postgres(url: str) -> None:
+    """Make sure the test database exists and is empty."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(False)
+    target = parsed.set(drivername="postgresql").render_as_string(False)
+    conn = await asyncpg.connect(admin, timeout=5)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", parsed.database)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{parsed.database}"')
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(target, timeout=5)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    url = postgres_url()
+    try:
+        asyncio.run(_reset_postgres(url))
+    except (OSError, Exception) as exc:  # noqa: BLE001 - any failure to reach it
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {url} is unreachable in CI: {exc}")
+        pytest.skip(f"PostgreSQL at {url} is unreachable: {exc}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'carenet.db'}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    name = "pg_url" if request.param == "postgres" else "sqlite_url"
+    return request.getfixturevalue(name)
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str) -> AsyncIterator[object]:
+    application = create_app(Settings(database_url=database_url))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://test/fhir") as c:
+        yield c
+
+
+@pytest.fixture
+def tag() -> str:
+    """A value unique to one test, to find exactly what the test wrote."""
+    return uuid.uuid4().hex[:12]
