@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api import errors
+from api.fastpath import FastRead
 from api.http import FHIR_PREFIX, check_accept
 from api.routes import record, search, system
 from api.settings import Settings
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                       statement_timeout_ms=settings.statement_timeout_ms)
         if settings.migrate_on_start:
             await upgrade(db.engine)
+        await db.start()
         registry()  # build the search parameter registry before the first request
         app.state.db = db
         try:
@@ -37,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     errors.install(app)
+    app.add_middleware(FastRead)
     # Order matters: fixed paths (metadata, _history, _search) before [type]/[id].
     for routes in (system.router, search.router, record.router):
         app.include_router(routes, prefix=FHIR_PREFIX, dependencies=[Depends(check_accept)])

@@ -29,6 +29,16 @@ JSON_TYPES = ("application/fhir+json", "application/json", "application/json-pat
 _FORMAT_OK = {"json", "application/json", "application/fhir+json"}
 
 
+def accept_ok(accept: str) -> bool:
+    """Whether an Accept header admits a JSON answer."""
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("*/*", "application/*", "application/fhir+json", "application/json",
+                     "json") or media.endswith("+json"):
+            return True
+    return False
+
+
 def check_accept(request: Request) -> None:
     """406 when the client asks for anything but JSON (`_format` or Accept)."""
     fmt = request.query_params.get("_format")
@@ -36,13 +46,8 @@ def check_accept(request: Request) -> None:
         raise NotAcceptable(f"_format={fmt} is not available; this server speaks JSON only "
                             "(_format=json or application/fhir+json).")
     accept = request.headers.get("accept")
-    if not accept:
+    if not accept or accept_ok(accept):
         return
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in ("*/*", "application/*", "application/fhir+json", "application/json",
-                     "json") or media.endswith("+json"):
-            return
     raise NotAcceptable(f"Accept: {accept} cannot be met; this server answers "
                         "application/fhir+json only.")
 

@@ -58,6 +58,22 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         # SQLite has one writer: writers queue here instead of failing with "database is locked".
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._pool_size = pool_size
+        self._timeout_ms = statement_timeout_ms
+        # PostgreSQL only: a bare asyncpg pool for the hot read path (no SQLAlchemy per call).
+        self.raw_pool: Any = None
+
+    async def start(self) -> None:
+        """Open what needs an event loop: the raw read pool on PostgreSQL."""
+        if self.is_sqlite or self.raw_pool is not None:
+            return
+        import asyncpg
+
+        url = make_url(self.url).set(drivername="postgresql").render_as_string(False)
+        self.raw_pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=self._pool_size,
+            server_settings={"statement_timeout": str(self._timeout_ms)},
+        )
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -75,6 +91,9 @@ class Database:
             yield conn
 
     async def dispose(self) -> None:
+        if self.raw_pool is not None:
+            await self.raw_pool.close()
+            self.raw_pool = None
         await self.engine.dispose()
 
 

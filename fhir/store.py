@@ -79,6 +79,19 @@ async def read_current(conn: AsyncConnection, type_: str, id_: str, *,
     return Stored(*row) if row else None
 
 
+_RAW_CURRENT = (
+    "SELECT rid, type, id, version, last_updated, deleted, content::text "
+    "FROM resource WHERE type = $1 AND id = $2"
+)
+
+
+async def read_current_raw(pool: Any, type_: str, id_: str) -> Stored | None:
+    """`read_current` on a bare asyncpg pool: the hot read path on PostgreSQL."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(_RAW_CURRENT, type_, id_)
+    return Stored(*row) if row else None
+
+
 async def read_version(conn: AsyncConnection, type_: str, id_: str,
                        version: int) -> Stored | None:
     """Version `version` of Type/id from the history."""

@@ -1,0 +1,55 @@
+"""The hot path: GET [base]/[type]/[id] answered straight from the store.
+
+A read is the most frequent request by far, and it returns the stored JSON text as it is.
+This ASGI middleware answers the plain case (no query string, a JSON-compatible Accept,
+the resource present) without routing, dependencies or a SQLAlchemy round trip; every other
+case, including every error, falls through to the normal routes, so behaviour is the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.http import FHIR_PREFIX, accept_ok
+from fhir import store
+from fhir.interactions import ID_PATTERN
+from fhir.registry import registry
+
+_PREFIX = FHIR_PREFIX + "/"
+_CONTENT_TYPE = (b"content-type", b"application/fhir+json; charset=utf-8")
+
+
+class FastRead:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.types = registry().resource_types
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
+            path: str = scope["path"]
+            if path.startswith(_PREFIX):
+                parts = path[len(_PREFIX):].split("/")
+                if (len(parts) == 2 and parts[0] in self.types and ID_PATTERN.match(parts[1])
+                        and await self._answer(scope, send, parts[0], parts[1])):
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Any, send: Any, type_: str, id_: str) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"accept" and not accept_ok(value.decode("latin-1")):
+                return False
+        db = scope["app"].state.db
+        if db.raw_pool is None:
+            return False
+        stored = await store.read_current_raw(db.raw_pool, type_, id_)
+        if stored is None or stored.deleted or stored.content is None:
+            return False
+        body = stored.content.encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            _CONTENT_TYPE,
+            (b"content-length", str(len(body)).encode()),
+            (b"etag", stored.etag.encode()),
+            (b"last-modified", stored.last_modified.encode()),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+        return True
