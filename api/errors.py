@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from api.http import error_response, outcome_response
 from fhir.errors import FhirError
@@ -23,17 +24,30 @@ async def _fhir_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+def _allowed(request: Request) -> str:
+    """Every method some route takes at this path (Starlette's Allow names one route's)."""
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 404:
         message = f"No FHIR endpoint at {request.url.path}."
     elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}."
+        allowed = _allowed(request)
+        headers = {**(headers or {}), "Allow": allowed} if allowed else headers
+        message = f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})."
     else:
         message = str(exc.detail)
     return outcome_response(exc.status_code, message, severity="error",
                             code=_HTTP_CODES.get(exc.status_code, "processing"),
-                            headers=getattr(exc, "headers", None))
+                            headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

@@ -12,6 +12,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
+from fhir import jsontext
 from fhir.errors import (
     BadRequest,
     FhirError,
@@ -73,8 +74,8 @@ async def read_json(request: Request, max_bytes: int, *, patch: bool = False) ->
     if not body:
         raise BadRequest("The request has no body; send a JSON resource.")
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return jsontext.loads(body)  # decimals kept exact (fhir/jsontext.py)
+    except jsontext.JSONDecodeError as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}.") from None
 
 
@@ -84,7 +85,7 @@ def if_match(request: Request) -> int | None:
     if value is None:
         return None
     text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise BadRequest(f"If-Match '{value}' is not a version ETag such as W/\"3\".")
     return int(text)
 

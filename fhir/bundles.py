@@ -56,7 +56,7 @@ def history_bundle(*, base: str, rows: list[Any], total: int | None,
                          "lastModified": iso_instant(last_updated)},
         }
         text = _dumps(entry)
-        if content is not None:
+        if content is not None and not deleted:  # a deletion's content is JSON null
             text = text[:-1] + ',"resource":' + content + "}"
         parts.append(text)
     parts.append("]}")

@@ -36,16 +36,17 @@ def date_range(text: str) -> tuple[float, float]:
         year = int(g["y"])
         if g["m"] is None:
             low = datetime(year, 1, 1, tzinfo=UTC)
-            return low.timestamp(), datetime(year + 1, 1, 1, tzinfo=UTC).timestamp()
+            days = 366 if calendar.isleap(year) else 365
+            return low.timestamp(), low.timestamp() + days * 86400.0  # 9999 ends past datetime
         month = int(g["m"])
         if g["d"] is None:
             low = datetime(year, month, 1, tzinfo=UTC)
             days = calendar.monthrange(year, month)[1]
-            return low.timestamp(), (low + timedelta(days=days)).timestamp()
+            return low.timestamp(), low.timestamp() + days * 86400.0
         day = int(g["d"])
         if g["H"] is None:
             low = datetime(year, month, day, tzinfo=UTC)
-            return low.timestamp(), (low + timedelta(days=1)).timestamp()
+            return low.timestamp(), low.timestamp() + 86400.0
         tz = UTC
         if g["tz"] and g["tz"] != "Z":
             sign = 1 if g["tz"][0] == "+" else -1
@@ -54,7 +55,7 @@ def date_range(text: str) -> tuple[float, float]:
         second = int(g["S"] or 0)
         frac = float(g["f"]) if g["f"] else 0.0
         low = datetime(year, month, day, int(g["H"]), int(g["M"]), second, tzinfo=tz)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise BadDate(f"'{text}' is not a valid date: {exc}") from None
     if g["S"] is None:
         width = 60.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from fhir.dates import MAX_TIME, MIN_TIME, BadDate, date_range
@@ -96,7 +97,7 @@ def _references(value: Any) -> Iterator[tuple[str | None, str | None, str | None
 
 
 def _quantities(value: Any) -> Iterator[tuple[float, str | None, str | None, str | None]]:
-    if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
+    if isinstance(value, dict) and isinstance(value.get("value"), (int, float, Decimal)):
         yield float(value["value"]), value.get("system"), value.get("code"), value.get("unit")
 
 
@@ -106,7 +107,7 @@ def _uris(value: Any) -> Iterator[str]:
 
 
 def _numbers(value: Any) -> Iterator[float]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         yield float(value)
 
 

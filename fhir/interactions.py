@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonpatch
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fhir import search, store
+from fhir import jsontext, search, store
 from fhir.errors import BadRequest, Gone, NotFound, PreconditionFailed, Unprocessable
 from fhir.schema import conditional_key, resource
 from fhir.schema import history as history_table
@@ -71,8 +70,10 @@ async def read(conn: AsyncConnection, type_: str, id_: str) -> Stored:
 
 
 async def vread(conn: AsyncConnection, type_: str, id_: str, version: str) -> Stored:
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):
         raise BadRequest(f"'{version}' is not a version id; versions are whole numbers.")
+    if int(version) >= 2**31:  # beyond the version column: no such version
+        raise NotFound(f"{type_}/{id_} has no version {version}.")
     stored = await store.read_version(conn, type_, check_id(id_), int(version))
     if stored is None:
         raise NotFound(f"{type_}/{id_} has no version {version}.")
@@ -108,15 +109,25 @@ async def create(conn: AsyncConnection, type_: str, body: Any,
         if found is not None:
             return Result(200, found, "A matching resource exists; nothing was created.")
         body["id"] = id_ or new_id()
+        if conn.dialect.name == "sqlite":
+            # No savepoint on SQLite, so a failed key insert would leave this resource stored
+            # behind it. Its one writer at a time has just seen no match: a key here is stale.
+            await conn.execute(conditional_key.delete().where(
+                conditional_key.c.type == type_, conditional_key.c.query == key))
         try:
             return Result(201, await _insert_new(conn, body, "POST", key))
         except IntegrityError:
             # Another create took the key. If what it made still matches, that is the answer
             # (next loop); if not, the key is stale (its resource changed), so release it.
-            if await search.match_ids(conn, type_, if_none_exist, limit=1):
+            # Read the holder before matching, and delete only that holder's key: a key a
+            # concurrent create has just committed for a matching resource must stay.
+            holder = (await conn.execute(sa.select(conditional_key.c.rid).where(
+                conditional_key.c.type == type_, conditional_key.c.query == key))).scalar()
+            if holder is None or await search.match_ids(conn, type_, if_none_exist, limit=1):
                 continue
             await conn.execute(conditional_key.delete().where(
-                conditional_key.c.type == type_, conditional_key.c.query == key))
+                conditional_key.c.type == type_, conditional_key.c.query == key,
+                conditional_key.c.rid == holder))
     raise PreconditionFailed("The conditional create could not settle under concurrent writes; "
                              "retry the request.")
 
@@ -189,7 +200,7 @@ async def patch(conn: AsyncConnection, type_: str, id_: str, operations: Any,
     if current.deleted or current.content is None:
         raise Gone(f"{type_}/{id_} was deleted; it cannot be patched.")
     try:
-        body = jsonpatch.apply_patch(orjson.loads(current.content), operations)
+        body = jsonpatch.apply_patch(jsontext.loads(current.content), operations)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError,
             KeyError, ValueError) as exc:
         raise Unprocessable(f"The JSON Patch could not be applied: {exc}.") from None
@@ -244,5 +255,5 @@ async def history(conn: AsyncConnection, *, type_: str | None, id_: str | None,
     after = None
     if len(rows) > count:
         rows = rows[:count]
-        after = rows[-1][0]
+        after = rows[-1][0] if rows else None  # _count=0: no page to follow
     return rows, after

@@ -46,6 +46,23 @@ def _no_modifier(code: str, modifier: str | None, allowed: tuple[str, ...]) -> N
         )
 
 
+def _split_pipes(value: str) -> list[str]:
+    """A token value split on | not escaped with a backslash, each part unescaped."""
+    parts, cur, i = [], [], 0
+    while i < len(value):
+        if value[i] == "\\" and i + 1 < len(value) and value[i + 1] in "|$\\":
+            cur.append(value[i + 1])
+            i += 2
+            continue
+        if value[i] == "|":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(value[i])
+        i += 1
+    return [*parts, "".join(cur)]
+
+
 def token(code: str, modifier: str | None, values: list[str], targets: tuple[str, ...]) -> Any:
     """[system]|[code], |code, system|, code; :not and :text."""
     _no_modifier(code, modifier, ("not", "text"))
@@ -56,15 +73,16 @@ def token(code: str, modifier: str | None, values: list[str], targets: tuple[str
             if modifier == "text":
                 out.append(sa.func.lower(c.text).like(f"{_like_escape(value.lower())}%", escape="\\"))
                 continue
-            if "|" in value:
-                system, _, tok = value.partition("|")
+            pieces = _split_pipes(value)  # values keep their \\| escapes (search.parse)
+            if len(pieces) > 1:
+                system, tok = pieces[0], "|".join(pieces[1:])
                 parts = []
                 parts.append(c.system == system if system else c.system.is_(None))
                 if tok:
                     parts.append(c.code == tok)
                 out.append(sa.and_(*parts))
             else:
-                out.append(c.code == value)
+                out.append(c.code == pieces[0])
         return out
 
     found = _exists("token", code, conditions)

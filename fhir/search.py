@@ -53,20 +53,24 @@ def encode_cursor(rid: int) -> str:
 def decode_cursor(token: str) -> int:
     try:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        if not text.startswith("r"):
+        rid = int(text[1:]) if text.startswith("r") and text[1:].isascii() else -1
+        if not 0 <= rid < 2**63:  # what a row id can be on both backends
             raise ValueError
-        return int(text[1:])
+        return rid
     except ValueError:
         raise BadRequest(f"_cursor '{token}' is not a page cursor this server issued.") from None
 
 
-def split_values(text: str) -> list[str]:
-    """Split on commas not escaped with a backslash, and unescape \\, \\| \\$ \\\\."""
+def split_values(text: str, *, keep_escapes: bool = False) -> list[str]:
+    """Split on commas not escaped with a backslash, and unescape \\, \\| \\$ \\\\.
+
+    `keep_escapes`: unescape only \\, and leave the rest to a token's own split on |.
+    """
     out, cur, i = [], [], 0
     while i < len(text):
         ch = text[i]
         if ch == "\\" and i + 1 < len(text) and text[i + 1] in ",|$\\":
-            cur.append(text[i + 1])
+            cur.append(text[i + 1] if text[i + 1] == "," or not keep_escapes else text[i:i + 2])
             i += 2
             continue
         if ch == ",":
@@ -98,12 +102,16 @@ def parse(type_: str, params: list[tuple[str, str]], *, lenient: bool = False) -
             hint = "" if name.startswith("_") else f" Parameters of {type_} include: " + \
                 ", ".join(sorted(k for k in known if not k.startswith("_"))[:15]) + "."
             raise BadRequest(f"Unknown or unsupported search parameter '{name}' for {type_}.{hint}")
-        values = split_values(raw_value)
+        sp = known.get(name)
+        values = split_values(raw_value, keep_escapes=sp is not None and sp.type == "token"
+                              and mod != "text")
         if len(values) > MAX_OR_VALUES:
             raise BadRequest(f"Parameter '{name}' has {len(values)} values; at most "
                              f"{MAX_OR_VALUES} may be combined with commas.")
         if any(v == "" for v in values):
             raise BadRequest(f"Parameter '{name}' has an empty value.")
+        if "\x00" in raw_value:  # PostgreSQL refuses NUL in text
+            raise BadRequest(f"Parameter '{name}' holds a NUL character.")
         query.conditions.append(_condition(type_, name, mod, values))
         query.accepted.append((raw_name, raw_value))
     return query
@@ -111,7 +119,7 @@ def parse(type_: str, params: list[tuple[str, str]], *, lenient: bool = False) -
 
 def _result_param(query: SearchQuery, name: str, value: str) -> None:
     if name == "_count":
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise BadRequest(f"_count must be a whole number from 0 to {MAX_COUNT}, not '{value}'.")
         query.count = min(int(value), MAX_COUNT)
     elif name == "_cursor":

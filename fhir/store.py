@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fhir import jsontext
 from fhir.errors import PreconditionFailed
 from fhir.index import compartment_patient, extract
 from fhir.registry import registry
@@ -108,7 +108,7 @@ def _stamp(body: dict[str, Any], version: int, now: float) -> str:
     meta["versionId"] = str(version)
     meta["lastUpdated"] = iso_instant(now)
     body["meta"] = meta
-    return orjson.dumps(body).decode()
+    return jsontext.dumps(body).decode()
 
 
 def _security(body: dict[str, Any]) -> str | None:
@@ -131,7 +131,7 @@ async def _write_index(conn: AsyncConnection, rid: int, rows: dict[str, list[tup
         if rows[name]:
             cols = _COLUMNS[name]
             await conn.execute(
-                table.insert(), [{"rid": rid, **dict(zip(cols, row))} for row in rows[name]]
+                table.insert(), [{"rid": rid, **dict(zip(cols, row, strict=True))} for row in rows[name]]
             )
 
 

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fhir import bundles, interactions, search
+from fhir import bundles, interactions, jsontext, search
 from fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound, PreconditionFailed
 from fhir.interactions import Result
 from fhir.registry import registry
@@ -65,6 +65,10 @@ def parse_entries(bundle: Any, kind: str) -> list[Entry]:
             raise NotFound(f"{where}: unknown resource type '{type_}'.", expression=where)
         if_match = request.get("ifMatch")
         if_none = request.get("ifNoneExist")
+        for key, value in (("ifMatch", if_match), ("ifNoneExist", if_none)):
+            if value is not None and not isinstance(value, str):
+                raise BadRequest(f"{where}.request.{key} must be a string.",
+                                 expression=f"{where}.request.{key}")
         out.append(Entry(
             index=i, method=method, type=type_, id=path[1] if len(path) > 1 else None,
             params=parse_qsl(parts.query, keep_blank_values=True),
@@ -130,6 +134,12 @@ async def _resolve(conn: AsyncConnection, entries: list[Entry]) -> dict[str, str
             ids = await search.match_ids(conn, e.type, e.params)
             if len(ids) == 1:
                 e.id = ids[0]
+            elif not ids and isinstance(e.resource, dict):
+                # No match: this entry creates, with an id chosen now so that references
+                # to its fullUrl can name it (conditional_update creates with the body's id).
+                e.resource.setdefault("id", interactions.new_id())
+                if isinstance(e.resource["id"], str):
+                    e.id = e.resource["id"]
         if e.full_url and e.id and e.method in ("POST", "PUT"):
             mapping[e.full_url] = f"{e.type}/{e.id}"
     wanted: set[str] = set()
@@ -157,7 +167,7 @@ async def _run_entry(conn: AsyncConnection, e: Entry, base: str) -> tuple[Result
             if after is not None:
                 links["next"] = query.link(after)
             body = bundles.searchset(base=base, rows=rows, type_=e.type, total=total, links=links)
-            return None, orjson.loads(body)
+            return None, jsontext.loads(body)
         stored = await interactions.read(conn, e.type, e.id)
         return Result(200, stored), None
     if e.method == "POST":
@@ -185,8 +195,8 @@ def _patch_body(resource: Any) -> Any:
 
     if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
         try:
-            return orjson.loads(base64.b64decode(resource.get("data", "")))
-        except (ValueError, orjson.JSONDecodeError):
+            return jsontext.loads(base64.b64decode(resource.get("data", "")))
+        except (ValueError, TypeError, orjson.JSONDecodeError):  # TypeError: data not text
             raise BadRequest("The Binary of a PATCH entry must hold a JSON Patch.") from None
     raise BadRequest("A PATCH entry carries its JSON Patch as a Binary resource.")
 
@@ -203,17 +213,51 @@ def _response(e: Entry, result: Result | None, body: Any, base: str) -> dict[str
         if e.method in ("POST", "PUT", "PATCH"):
             out["response"]["location"] = f"{stored.type}/{stored.id}/_history/{stored.version}"
         if stored.content is not None and e.method != "DELETE":
-            out["resource"] = orjson.loads(stored.content)
+            out["resource"] = jsontext.loads(stored.content)
     return out
 
 
+class _LostRace(Exception):
+    """A conditional create found a resource made after `_resolve` had planned a new id for
+    it (and rewritten references to that id): by a concurrent transaction, or by an earlier
+    entry with the same criteria. Args: the entry and the id found."""
+
+
 async def transaction(conn: AsyncConnection, bundle: Any, base: str) -> dict[str, Any]:
-    """Run a transaction Bundle in `conn`'s transaction; raise on the first failing entry."""
+    """Run a transaction Bundle in `conn`'s transaction; raise on the first failing entry.
+
+    On PostgreSQL each attempt runs in a savepoint; one whose conditional create lost a race
+    is undone and run again from the original Bundle, then resolving to the winner's id.
+    """
+    if conn.dialect.name == "sqlite":  # one writer at a time: no race to lose
+        attempts, original = 1, None
+    else:
+        attempts, original = interactions.CONDITIONAL_RETRIES, jsontext.dumps(bundle)
+    for _ in range(attempts):
+        try:
+            if original is None:
+                return await _transaction(conn, bundle, base)
+            async with conn.begin_nested():
+                return await _transaction(conn, jsontext.loads(original), base)
+        except _LostRace as lost:
+            e, found = lost.args
+    raise PreconditionFailed(
+        f"Bundle.entry[{e.index}] ({e.method} {e.url}): ifNoneExist matched {e.type}/{found}, "
+        "created after this transaction resolved its references (by an earlier entry of it or "
+        "by a concurrent request); give each resource one entry, or retry.",
+        expression=f"Bundle.entry[{e.index}]")
+
+
+async def _transaction(conn: AsyncConnection, bundle: Any, base: str) -> dict[str, Any]:
     entries = parse_entries(bundle, "transaction")
     mapping = await _resolve(conn, entries)
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT"):
-            _rewrite(e.resource, mapping)
+            try:
+                _rewrite(e.resource, mapping)
+            except BadRequest as exc:  # name the entry holding the unresolvable reference
+                raise BadRequest(f"Bundle.entry[{e.index}] ({e.method} {e.url}): {exc}",
+                                 expression=f"Bundle.entry[{e.index}].resource") from None
     responses: list[dict[str, Any] | None] = [None] * len(entries)
     for e in sorted(entries, key=lambda x: ORDER[x.method]):
         try:
@@ -224,6 +268,9 @@ async def transaction(conn: AsyncConnection, bundle: Any, base: str) -> dict[str
                                    f"Bundle.entry[{e.index}] ({e.method} {e.url}): "
                                    f"{issue.diagnostics}")
             raise
+        if (e.method == "POST" and e.if_none_exist and result is not None
+                and result.stored is not None and result.stored.id != e.id):
+            raise _LostRace(e, result.stored.id)
         responses[e.index] = _response(e, result, body, base)
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
 

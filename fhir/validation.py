@@ -6,6 +6,7 @@ JSON was valid when written.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -23,9 +24,9 @@ def nhs_number_valid(number: str) -> bool:
 
     Weights 10..2 over the first nine digits; check = 11 - (sum mod 11), 11 → 0, 10 → invalid.
     """
-    if len(number) != 10 or not number.isdigit():
+    if len(number) != 10 or not (number.isascii() and number.isdigit()):
         return False
-    total = sum(int(d) * w for d, w in zip(number[:9], range(10, 1, -1)))
+    total = sum(int(d) * w for d, w in zip(number[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11
     if check == 11:
         check = 0
@@ -72,7 +73,26 @@ def check_resource(resource: Any, *, expected_type: str | None = None) -> dict[s
         ]
         raise Unprocessable(issues=issues) from None
     _check_nhs_numbers(resource)
+    _check_text(resource, resource_type)
     return resource
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _check_text(value: Any, path: str) -> None:
+    """No control characters but tab, CR and LF in any string (datatypes.html#string);
+    PostgreSQL could not store a NUL either."""
+    if isinstance(value, str):
+        if _CONTROL.search(value):
+            raise Unprocessable(f"{path}: control characters (other than tab, CR and LF) are "
+                                "not allowed in FHIR strings.", expression=path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_text(item, f"{path}[{i}]")
 
 
 def _check_nhs_numbers(resource: dict[str, Any]) -> None:

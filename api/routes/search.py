@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -12,7 +12,7 @@ from api.http import base_url, fhir_response, prefer
 from api.routes.record import known_type
 from fhir import bundles, interactions, search
 from fhir.dates import BadDate, date_range
-from fhir.errors import BadRequest, UnsupportedMediaType
+from fhir.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 router = APIRouter()
 
@@ -51,7 +51,8 @@ async def search_post(type_: str, request: Request, db: DbDep,
         raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded.")
     body = await request.body()
     if len(body) > settings.max_body_bytes:
-        raise BadRequest("The search form is too large.")
+        raise PayloadTooLarge(f"The search form exceeds the limit of {settings.max_body_bytes} "
+                              "bytes.")
     params = parse_qsl(request.url.query, keep_blank_values=True)
     params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
     return await _search(request, db, type_, params)
@@ -66,7 +67,7 @@ def _history_params(request: Request) -> tuple[float | None, int, int | None]:
             except BadDate as exc:
                 raise BadRequest(f"_since: {exc}.") from None
         elif key == "_count":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise BadRequest(f"_count must be a whole number, not '{value}'.")
             count = min(int(value), search.MAX_COUNT)
         elif key == "_cursor":
@@ -84,7 +85,7 @@ async def _history(request: Request, db: DbDep, type_: str | None, id_: str | No
         rows, after = await interactions.history(conn, type_=type_, id_=id_, since=since,
                                                  count=count, before=before)
     keep = [(k, v) for k, v in parse_qsl(request.url.query) if k in ("_since",)]
-    query = "&".join(f"{k}={v}" for k, v in keep + [("_count", str(count))])
+    query = urlencode(keep + [("_count", str(count))], safe=":")  # "+" in _since: %2B
     links = {"self": f"{path}?{query}"}
     if after is not None:
         links["next"] = f"{path}?{query}&_cursor={search.encode_cursor(after)}"

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from api.deps import DbDep, SettingsDep
 from api.http import base_url, fhir_response, read_json
-from fhir import transaction
+from fhir import jsontext, transaction
 from fhir.capability import capability_statement
 from fhir.errors import BadRequest
 
@@ -40,4 +40,4 @@ async def bundle(request: Request, db: DbDep, settings: SettingsDep) -> Response
     else:
         raise BadRequest("POST to the base takes a Bundle of type 'batch' or 'transaction', "
                          f"not {kind!r}.", expression="Bundle.type")
-    return fhir_response(orjson.dumps(result))
+    return fhir_response(jsontext.dumps(result))
