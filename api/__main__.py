@@ -1,4 +1,4 @@
-"""Command line: `python -m api serve | migrate`."""
+"""Command line: `python -m api serve [--demo] | migrate | seed`."""
 
 from __future__ import annotations
 
@@ -26,9 +26,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     if settings.workers > 1:
         asyncio.run(_migrate(settings))  # once, before the workers start
         os.environ["CARENET_MIGRATE_ON_START"] = "false"
-    uvicorn.run("api.main:app", host=settings.host, port=settings.port,
-                workers=settings.workers, log_level=settings.log_level, access_log=False,
-                factory=False)
+    demo = None
+    if args.demo:  # load the demo network in the background once the server answers
+        from api.synthetic.cli import start_demo
+
+        demo = start_demo(settings.host, settings.port)
+    try:
+        uvicorn.run("api.main:app", host=settings.host, port=settings.port,
+                    workers=settings.workers, log_level=settings.log_level, access_log=False,
+                    factory=False)
+    finally:
+        if demo is not None and demo.poll() is None:
+            demo.terminate()
 
 
 async def _migrate(settings: Settings) -> None:
@@ -49,13 +58,20 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
+    serve.add_argument("--demo", action="store_true",
+                       help="load the 2,000-patient synthetic demo network if there is no Patient")
     sub.add_parser("migrate", help="bring the database schema up to date")
+    from api.synthetic.cli import add_seed_parser, run_seed
+
+    add_seed_parser(sub)
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "serve":
         _serve(args, settings)
     elif args.command == "migrate":
         asyncio.run(_migrate(settings))
+    elif args.command == "seed":
+        sys.exit(run_seed(args))
 
 
 if __name__ == "__main__":

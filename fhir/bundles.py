@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from fhir.search import Page, SearchQuery
+from fhir.search.summary import shape
 from fhir.store import iso_instant
 
 
@@ -16,20 +18,26 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def searchset(*, base: str, rows: list[tuple[int, str, str]], type_: str, total: int | None,
-              links: dict[str, str]) -> bytes:
-    """A searchset Bundle of `rows` (rid, id, content text), each marked search.mode=match."""
+def searchset(*, base: str, page: Page, query: SearchQuery) -> bytes:
+    """A searchset Bundle: the page's matches (search.mode=match), then its includes."""
     head: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
-    if total is not None:
-        head["total"] = total
+    if page.total is not None:
+        head["total"] = page.total
+    links = {"self": query.link()}
+    if page.next is not None:
+        links["next"] = query.link(page.next)
     head["link"] = [{"relation": rel, "url": f"{base}/{url}"} for rel, url in links.items()]
     parts = [_dumps(head)[:-1], ',"entry":[']
-    for i, (_rid, id_, content) in enumerate(rows):
+    entries = [(row, "match") for row in page.matches]
+    entries += [(row, "include") for row in page.included]
+    for i, ((_rid, type_, id_, content), mode) in enumerate(entries):
         if i:
             parts.append(",")
+        if mode == "match":
+            content = shape(content, type_, query.summary, query.elements)
         parts.append(f'{{"fullUrl":{_dumps(f"{base}/{type_}/{id_}")},"resource":')
         parts.append(content)
-        parts.append(',"search":{"mode":"match"}}')
+        parts.append(f',"search":{{"mode":"{mode}"}}}}')
     parts.append("]}")
     return "".join(parts).encode()
 

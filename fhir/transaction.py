@@ -162,11 +162,8 @@ async def _run_entry(conn: AsyncConnection, e: Entry, base: str) -> tuple[Result
     if e.method == "GET" or e.method == "HEAD":
         if e.id is None:
             query = search.parse(e.type, e.params)
-            rows, total, after = await search.run(conn, query)
-            links = {"self": query.link()}
-            if after is not None:
-                links["next"] = query.link(after)
-            body = bundles.searchset(base=base, rows=rows, type_=e.type, total=total, links=links)
+            page = await search.run(conn, query)
+            body = bundles.searchset(base=base, page=page, query=query)
             return None, jsontext.loads(body)
         stored = await interactions.read(conn, e.type, e.id)
         return Result(200, stored), None

@@ -22,12 +22,8 @@ async def _search(request: Request, db: DbDep, type_: str,
     lenient = prefer(request, "handling") == "lenient"
     query = search.parse(type_, params, lenient=lenient)
     async with db.read() as conn:
-        rows, total, after = await search.run(conn, query)
-    links = {"self": query.link()}
-    if after is not None:
-        links["next"] = query.link(after)
-    return fhir_response(bundles.searchset(base=base_url(request), rows=rows, type_=type_,
-                                           total=total, links=links))
+        page = await search.run(conn, query)
+    return fhir_response(bundles.searchset(base=base_url(request), page=page, query=query))
 
 
 @router.get("/_history")
@@ -71,7 +67,7 @@ def _history_params(request: Request) -> tuple[float | None, int, int | None]:
                 raise BadRequest(f"_count must be a whole number, not '{value}'.")
             count = min(int(value), search.MAX_COUNT)
         elif key == "_cursor":
-            before = search.decode_cursor(value)
+            before = search.decode_cursor(value)[-1]
         elif key not in ("_format", "_pretty"):
             raise BadRequest(f"History takes _since, _count and _cursor; '{key}' is not "
                              "supported.")
@@ -88,7 +84,7 @@ async def _history(request: Request, db: DbDep, type_: str | None, id_: str | No
     query = urlencode(keep + [("_count", str(count))], safe=":")  # "+" in _since: %2B
     links = {"self": f"{path}?{query}"}
     if after is not None:
-        links["next"] = f"{path}?{query}&_cursor={search.encode_cursor(after)}"
+        links["next"] = f"{path}?{query}&_cursor={search.encode_cursor([after])}"
     return fhir_response(bundles.history_bundle(base=base_url(request), rows=rows, total=None,
                                                 links=links))
 

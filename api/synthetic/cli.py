@@ -1,0 +1,57 @@
+"""Command line for the synthetic network: `python -m api seed ...` and `serve --demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+DEMO_PATIENTS = 2_000
+DEMO_SEED = 42
+DEFAULT_URL = "http://127.0.0.1:8000/fhir"
+
+
+def add_seed_parser(sub: Any) -> None:
+    seed = sub.add_parser("seed", help="generate a synthetic care network and load it through "
+                                       "the FHIR API (or write NDJSON with --out)")
+    seed.add_argument("--patients", type=int, default=DEMO_PATIENTS)
+    seed.add_argument("--seed", type=int, default=DEMO_SEED)
+    seed.add_argument("--url", help=f"FHIR base to post to (default {DEFAULT_URL} unless "
+                                    "only --out is given)")
+    seed.add_argument("--concurrency", type=int, default=8)
+    seed.add_argument("--out", type=Path, help="write <Type>.ndjson files to this directory")
+    seed.add_argument("--as-of", type=date.fromisoformat,
+                      help="the date the records run up to (default: today); with the same "
+                           "seed and date the output is identical")
+    seed.add_argument("--if-empty", action="store_true",
+                      help="load only if the server holds no Patient")
+    seed.add_argument("--wait", type=float, default=0.0,
+                      help="wait up to this many seconds for the server to answer")
+
+
+def run_seed(args: argparse.Namespace) -> int:
+    from api.synthetic.load import seed_command
+
+    url = args.url if args.url or args.out else DEFAULT_URL
+    return asyncio.run(seed_command(
+        url=url, out=args.out, seed=args.seed, n_patients=args.patients,
+        as_of=args.as_of or date.today(), concurrency=args.concurrency,
+        if_empty=args.if_empty, wait=args.wait,
+        prefix="demo: " if args.if_empty else ""))
+
+
+def start_demo(host: str, port: int) -> subprocess.Popen[bytes]:
+    """Load the demo network once the server answers, if it holds no patients yet.
+
+    A separate process, so generating and encoding Bundles never competes with the server's
+    event loop for the GIL; it exits when done and is stopped with the server.
+    """
+    target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return subprocess.Popen([
+        sys.executable, "-m", "api", "seed", "--patients", str(DEMO_PATIENTS),
+        "--seed", str(DEMO_SEED), "--url", f"http://{target}:{port}/fhir",
+        "--if-empty", "--wait", "120"])

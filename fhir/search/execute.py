@@ -1,0 +1,75 @@
+"""Running a parsed search: one page of matches, its includes, the total and the next cursor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fhir.errors import BadRequest
+from fhir.schema import resource
+from fhir.search import include, paging
+from fhir.search.params import SearchQuery, parse
+
+Row = tuple[int, str, str, str]  # rid, type, id, content
+
+
+@dataclass(slots=True)
+class Page:
+    matches: list[Row]
+    included: list[Row]
+    total: int | None
+    next: paging.Cursor | None
+
+
+def where(query: SearchQuery, extra: list[Any] | None = None) -> list[Any]:
+    return [resource.c.type == query.type, resource.c.deleted.is_(False), *query.conditions,
+            *(extra or [])]
+
+
+async def count(conn: AsyncConnection, query: SearchQuery, extra: list[Any] | None = None) -> int:
+    stmt = sa.select(sa.func.count()).select_from(resource).where(*where(query, extra))
+    return (await conn.execute(stmt)).scalar_one()
+
+
+async def run(conn: AsyncConnection, query: SearchQuery,
+              extra: list[Any] | None = None) -> Page:
+    """One page of `query` (plus `extra` conditions, e.g. a compartment)."""
+    if query.summary == "count" or query.count == 0:
+        return Page([], [], await count(conn, query, extra), None)
+    exprs = [paging.key_expression(k, resource) for k in query.sort]
+    stmt = (sa.select(resource.c.rid, resource.c.type, resource.c.id, resource.c.content, *exprs)
+            .where(*where(query, extra))
+            .order_by(*paging.order_by(query.sort, exprs, resource))
+            .limit(query.count + 1))
+    if query.cursor is not None:
+        stmt = stmt.where(paging.after(query.sort, exprs, resource, query.cursor))
+    rows = (await conn.execute(stmt)).all()
+    cursor = None
+    if len(rows) > query.count:
+        rows = rows[: query.count]
+        last = rows[-1]
+        cursor = [*last[4:], last[0]]
+    matches: list[Row] = [tuple(r[:4]) for r in rows]  # type: ignore[misc]
+    if query.total in ("accurate", "estimate"):
+        total: int | None = await count(conn, query, extra)
+    elif query.total is None and query.cursor is None and cursor is None:
+        total = len(matches)  # the whole result is this page: the total costs nothing
+    else:
+        total = None
+    included = await include.collect(conn, query, matches)
+    return Page(matches, included, total, cursor)
+
+
+async def match_ids(conn: AsyncConnection, type_: str, params: list[tuple[str, str]],
+                    limit: int = 2) -> list[str]:
+    """Ids of up to `limit` current resources matching a conditional query (strict parsing)."""
+    if not params:
+        raise BadRequest("A conditional request needs at least one search parameter.")
+    query = parse(type_, params)
+    if not query.conditions:
+        raise BadRequest("A conditional request needs at least one search criterion.")
+    stmt = sa.select(resource.c.id).where(*where(query)).order_by(resource.c.rid).limit(limit)
+    return list((await conn.execute(stmt)).scalars())

@@ -1,0 +1,247 @@
+"""One SQL predicate builder per search parameter type (https://hl7.org/fhir/R4/search.html).
+
+A builder takes the row id column of the resource it tests (the searched resource, or a
+chained one), the parameter, its modifier and its OR-values, and returns a parameterised
+SQLAlchemy condition. Values never reach SQL as text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from fhir.dates import BadDate, date_range
+from fhir.errors import BadRequest
+from fhir.index import normalise
+from fhir.registry import SearchParam
+from fhir.schema import INDEX_TABLES
+from fhir.search.values import like_escape, split_prefix, split_unescaped
+
+Builder = Callable[[Any, SearchParam, str | None, list[str]], Any]
+
+
+def exists(rid: Any, table_name: str, code: str,
+           conditions: Callable[[Any], list[Any]] | None = None) -> Any:
+    """EXISTS (an index row of `code` for row `rid` meeting any of `conditions`)."""
+    c = INDEX_TABLES[table_name].alias().c
+    where = [c.rid == rid, c.param == code]
+    if conditions is not None:
+        where.append(sa.or_(*conditions(c)))
+    return sa.exists().where(*where)
+
+
+def no_modifier(code: str, modifier: str | None, allowed: tuple[str, ...]) -> None:
+    if modifier is not None and modifier not in allowed:
+        supported = ", ".join(f":{m}" for m in allowed) or "none"
+        raise BadRequest(
+            f"Modifier ':{modifier}' is not supported on parameter '{code}' "
+            f"(supported here: {supported})."
+        )
+
+
+def _token_match(c: Any, value: str) -> Any:
+    pieces = split_unescaped(value, "|")  # values keep their \\| escapes (params.parse)
+    if len(pieces) == 1:
+        return c.code == pieces[0]
+    system, tok = pieces[0], "|".join(pieces[1:])
+    parts = [c.system == system if system else c.system.is_(None)]
+    if tok:
+        parts.append(c.code == tok)
+    return sa.and_(*parts)
+
+
+def token(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
+    """[system]|[code], |code, system|, code; :not, :text, :of-type (identifiers)."""
+    code = sp.code
+    if modifier in ("above", "below", "in", "not-in"):
+        raise BadRequest(f"':{modifier}' on '{code}' needs a terminology service, which this "
+                         "server does not have; search by code (a comma-separated list).")
+    no_modifier(code, modifier, ("not", "text", "of-type"))
+    if modifier == "text":
+        return exists(rid, "token", code, lambda c: [
+            sa.func.lower(c.text).like(f"{like_escape(v.lower())}%", escape="\\") for v in values
+        ])
+    if modifier == "of-type":
+        return exists(rid, "token", f"{code}:of-type", lambda c: [
+            _of_type(c, code, v) for v in values
+        ])
+    found = exists(rid, "token", code, lambda c: [_token_match(c, v) for v in values])
+    return sa.not_(found) if modifier == "not" else found
+
+
+def _of_type(c: Any, code: str, value: str) -> Any:
+    pieces = split_unescaped(value, "|")
+    if len(pieces) != 3 or not all(pieces[1:]):
+        raise BadRequest(f"'{code}:of-type' takes type-system|type-code|value, not '{value}'.")
+    system, type_code, ident = pieces
+    cond = c.code == f"{type_code}|{ident}"
+    return sa.and_(c.system == system, cond) if system else cond
+
+
+def string(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
+    """Starts-with, case- and accent-insensitive; :exact and :contains."""
+    no_modifier(sp.code, modifier, ("exact", "contains"))
+
+    def conditions(c: Any) -> list[Any]:
+        if modifier == "exact":
+            return [c.value == v for v in values]
+        if modifier == "contains":
+            return [c.norm.like(f"%{like_escape(normalise(v))}%", escape="\\") for v in values]
+        return [c.norm.like(f"{like_escape(normalise(v))}%", escape="\\") for v in values]
+
+    return exists(rid, "string", sp.code, conditions)
+
+
+def date_condition(lo: Any, hi: Any, value: str, code: str) -> Any:
+    """Whether the stored range [lo, hi) matches `value` (a date with an optional prefix)."""
+    prefix, text = split_prefix(value)
+    try:
+        vlo, vhi = date_range(text)
+    except BadDate as exc:
+        raise BadRequest(f"Parameter '{code}': {exc}.") from None
+    if prefix == "eq":
+        return sa.and_(lo >= vlo, hi <= vhi)
+    if prefix == "ne":
+        return sa.or_(lo < vlo, hi > vhi)
+    if prefix == "gt":
+        return hi > vhi
+    if prefix == "lt":
+        return lo < vlo
+    if prefix == "ge":
+        return sa.or_(hi > vhi, sa.and_(lo >= vlo, hi <= vhi))
+    if prefix == "le":
+        return sa.or_(lo < vlo, sa.and_(lo >= vlo, hi <= vhi))
+    if prefix == "sa":
+        return lo >= vhi
+    if prefix == "eb":
+        return hi <= vlo
+    # ap: within 10% of the distance between the value and now (the spec's suggestion).
+    slack = max(abs(time.time() - vlo) * 0.1, vhi - vlo)
+    return sa.and_(lo < vhi + slack, hi > vlo - slack)
+
+
+def date(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
+    """Dates with precision and the prefixes eq ne gt lt ge le sa eb ap."""
+    no_modifier(sp.code, modifier, ())
+    return exists(rid, "date", sp.code,
+                  lambda c: [date_condition(c.lo, c.hi, v, sp.code) for v in values])
+
+
+def reference(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
+    """Type/id, id (with :Type or a single-target parameter), an absolute URL; :identifier."""
+    code, targets = sp.code, sp.targets
+    if modifier == "identifier":
+        return exists(rid, "token", f"{code}:identifier",
+                      lambda c: [_token_match(c, v) for v in values])
+    if modifier is not None and modifier not in targets:
+        raise BadRequest(
+            f"Modifier ':{modifier}' is not supported on reference parameter '{code}' "
+            f"(it takes :identifier, or one of its target types: {', '.join(targets) or 'none'})."
+        )
+
+    def conditions(c: Any) -> list[Any]:
+        out = []
+        for value in values:
+            if "://" in value:
+                out.append(c.url == value)
+                continue
+            parts = value.split("/")
+            if len(parts) == 2 and parts[0] and parts[1]:
+                if modifier and parts[0] != modifier:
+                    raise BadRequest(f"Parameter '{code}:{modifier}' cannot match '{value}'.")
+                out.append(sa.and_(c.target_type == parts[0], c.target_id == parts[1]))
+            elif len(parts) == 1 and value:
+                kind = modifier or (targets[0] if len(targets) == 1 else None)
+                cond = c.target_id == value
+                out.append(sa.and_(cond, c.target_type == kind) if kind else cond)
+            else:
+                raise BadRequest(
+                    f"Parameter '{code}': '{value}' is not a reference (use Type/id or id)."
+                )
+        return out
+
+    return exists(rid, "reference", code, conditions)
+
+
+def number_value(code: str, text: str) -> tuple[float, float]:
+    """A number and half its implied precision: 100 matches [99.5, 100.5)."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise BadRequest(f"Parameter '{code}': '{text}' is not a number.") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise BadRequest(f"Parameter '{code}': '{text}' is not a finite number.")
+    digits = text.lstrip("+-").lower().split("e")[0]
+    decimals = len(digits.split(".")[1]) if "." in digits else 0
+    return number, 0.5 * 10.0 ** -decimals
+
+
+def compare(column: Any, prefix: str, number: float, half: float) -> Any:
+    """A number comparison with FHIR prefixes; eq and ne honour the value's precision."""
+    return {
+        "eq": sa.and_(column >= number - half, column < number + half),
+        "ne": sa.or_(column < number - half, column >= number + half),
+        "gt": column > number, "lt": column < number,
+        "ge": column >= number, "le": column <= number,
+        "sa": column > number, "eb": column < number,
+        "ap": sa.and_(column >= number * 0.9, column <= number * 1.1)
+        if number >= 0 else sa.and_(column <= number * 0.9, column >= number * 1.1),
+    }[prefix]
+
+
+def number(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
+    """Numbers with prefixes."""
+    no_modifier(sp.code, modifier, ())
+
+    def conditions(c: Any) -> list[Any]:
+        out = []
+        for value in values:
+            prefix, text = split_prefix(value)
+            out.append(compare(c.value, prefix, *number_value(sp.code, text)))
+        return out
+
+    return exists(rid, "number", sp.code, conditions)
+
+
+def quantity_condition(c: Any, code: str, value: str) -> Any:
+    """[prefix]number|system|code, or number||unit-or-code, on quantity-like columns."""
+    pieces = split_unescaped(value, "|")
+    num = pieces[0]
+    system = pieces[1] if len(pieces) > 1 else ""
+    unit = "|".join(pieces[2:]) if len(pieces) > 2 else ""
+    prefix, text = split_prefix(num)
+    parts = [compare(c.value, prefix, *number_value(code, text))]
+    if system:
+        parts.append(c.system == system)
+    if unit:
+        parts.append(c.code == unit if system else sa.or_(c.code == unit, c.unit == unit))
+    return sa.and_(*parts)
+
+
+def quantity(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
+    no_modifier(sp.code, modifier, ())
+    return exists(rid, "quantity", sp.code,
+                  lambda c: [quantity_condition(c, sp.code, v) for v in values])
+
+
+def uri(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
+    """Exact URI; :below (the value is a prefix), :above (the value starts with it)."""
+    no_modifier(sp.code, modifier, ("below", "above"))
+    if modifier == "below":
+        return exists(rid, "uri", sp.code, lambda c: [
+            c.value.like(f"{like_escape(v)}%", escape="\\") for v in values
+        ])
+    if modifier == "above":
+        return exists(rid, "uri", sp.code, lambda c: [
+            sa.literal(v).like(c.value + "%") for v in values
+        ])
+    return exists(rid, "uri", sp.code, lambda c: [c.value == v for v in values])
+
+
+BUILDERS: dict[str, Builder] = {
+    "token": token, "string": string, "date": date, "reference": reference,
+    "number": number, "quantity": quantity, "uri": uri,
+}
