@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/bundle.html. `base` is the server's public base URL.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -30,6 +31,8 @@ def searchset(*, base: str, page: Page, query: SearchQuery) -> bytes:
     parts = [_dumps(head)[:-1], ',"entry":[']
     entries = [(row, "match") for row in page.matches]
     entries += [(row, "include") for row in page.included]
+    if not entries:  # FHIR JSON has no empty arrays (https://hl7.org/fhir/R4/json.html)
+        return _dumps(head).encode()
     for i, ((_rid, type_, id_, content), mode) in enumerate(entries):
         if i:
             parts.append(",")
@@ -69,3 +72,31 @@ def history_bundle(*, base: str, rows: list[Any], total: int | None,
         parts.append(text)
     parts.append("]}")
     return "".join(parts).encode()
+
+
+STREAM_CHUNK = 32 * 1024  # bytes gathered before a streamed Bundle hands a piece on
+
+
+async def searchset_stream(*, base: str, links: dict[str, str],
+                           rows: AsyncIterator[tuple[int, str, str, str]],
+                           chunk_size: int = STREAM_CHUNK) -> AsyncIterator[bytes]:
+    """A searchset Bundle written while `rows` are read (all search.mode=match): pieces of
+    about `chunk_size` bytes, so neither the Bundle nor the rows are ever held whole."""
+    head: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    head["link"] = [{"relation": rel, "url": f"{base}/{url}"} for rel, url in links.items()]
+    parts = [_dumps(head)[:-1], ',"entry":[']
+    size = 0
+    first = True
+    async for _rid, type_, id_, content in rows:
+        if not first:
+            parts.append(",")
+        first = False
+        parts.append(f'{{"fullUrl":{_dumps(f"{base}/{type_}/{id_}")},"resource":')
+        parts.append(content)
+        parts.append(',"search":{"mode":"match"}}')
+        size += len(content) + 100
+        if size >= chunk_size:
+            yield "".join(parts).encode()
+            parts, size = [], 0
+    parts.append("]}")
+    yield "".join(parts).encode()

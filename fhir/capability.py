@@ -12,6 +12,7 @@ from fhir.registry import registry
 
 TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance",
                      "history-type", "create", "search-type")
+EVERYTHING = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
 
 
 def capability_statement(*, base: str, software_version: str) -> dict[str, Any]:
@@ -39,6 +40,8 @@ def capability_statement(*, base: str, software_version: str) -> dict[str, Any]:
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "searchParam": params,
+            **({"operation": [{"name": "everything", "definition": EVERYTHING}]}
+               if type_ == "Patient" else {}),
         })
     return {
         "resourceType": "CapabilityStatement",
@@ -56,5 +59,7 @@ def capability_statement(*, base: str, software_version: str) -> dict[str, Any]:
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"},
                             {"code": "history-system"}],
+            # GET Patient/[id]/[type]: search within a patient's compartment
+            "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
         }],
     }

@@ -86,10 +86,11 @@ def _reference_type(value: Any) -> str | None:
 
 
 class _Parser:
-    def __init__(self, text: str, resource_type: str | None) -> None:
+    def __init__(self, text: str, resource_type: str | None, *, relative: bool = False) -> None:
         self.toks = _tokens(text)
         self.i = 0
         self.resource_type = resource_type
+        self.relative = relative
 
     def peek(self, k: int = 0) -> str | None:
         j = self.i + k
@@ -127,6 +128,8 @@ class _Parser:
                 self.take("as")
                 steps.append(_cast(self.take()))
             self.take(")")
+        elif self.relative:  # a path from the node in hand: `code`, `value.as(Quantity)`
+            steps.append(self.step())
         else:
             first = self.take()
             if not first[0].isupper():
@@ -184,7 +187,10 @@ def _child(name: str) -> Step:
 
 
 def _cast(type_name: str) -> Step:
-    return lambda nodes: [n for n in nodes if n[1] is None or n[1] == type_name]
+    # Primitive type names are lower camel case (dateTime), but the definitions also write
+    # them as the JSON key suffix does (value.as(DateTime)): both name the same type.
+    names = {type_name, _TYPE_OF_SUFFIX.get(type_name[:1].upper() + type_name[1:], type_name)}
+    return lambda nodes: [n for n in nodes if n[1] is None or n[1] in names]
 
 
 def _run(steps: list[Step], nodes: list[Node]) -> list[Node]:
@@ -204,5 +210,19 @@ def compile_path(expression: str) -> Callable[[dict[str, Any]], list[Node]]:
 
     def evaluate(resource: dict[str, Any]) -> list[Node]:
         return _run(steps, [(resource, None)])
+
+    return evaluate
+
+
+def compile_relative(expression: str) -> Callable[[Node], list[Node]]:
+    """Compile a path relative to a node, as a composite parameter's components are written
+    (``code``, ``value.as(Quantity) | value.as(Period)``); the result maps a node to its nodes."""
+    parser = _Parser(expression, None, relative=True)
+    steps = parser.union()
+    if parser.peek() is not None:
+        raise Unsupported(f"unexpected {parser.peek()!r} in {expression!r}")
+
+    def evaluate(node: Node) -> list[Node]:
+        return _run(steps, [node])
 
     return evaluate

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from fhir.dates import MAX_TIME, MIN_TIME, BadDate, date_range
-from fhir.registry import Registry
+from fhir.registry import Registry, SearchParam
 
 Row = tuple[Any, ...]
 _CONTACT_KINDS = {"phone", "email", "fax", "pager", "url", "sms", "other"}
@@ -115,21 +115,101 @@ def _cut(text: str | None, size: int) -> str | None:
     return text[:size] if text is not None else None
 
 
+def _identifier_tokens(value: Any) -> Iterator[tuple[str | None, str]]:
+    """(system, value) of the identifier a Reference carries (for `param:identifier`)."""
+    ident = value.get("identifier") if isinstance(value, dict) else None
+    if isinstance(ident, dict) and ident.get("value") is not None:
+        yield ident.get("system"), str(ident["value"])
+
+
+def _of_type_tokens(value: Any) -> Iterator[tuple[str | None, str]]:
+    """(type system, "type code|value") of an Identifier with a coded type (for `:of-type`)."""
+    if not isinstance(value, dict) or "coding" in value or value.get("value") is None:
+        return
+    kind = value.get("type")
+    if not isinstance(kind, dict):
+        return
+    for coding in kind.get("coding", ()):
+        if isinstance(coding, dict) and coding.get("code") is not None:
+            yield coding.get("system"), f"{coding['code']}|{value['value']}"
+
+
+# A composite row after `param`: a_system, a_code, then the second component's columns
+# b_system, b_code, b_unit, b_num, b_lo, b_hi, b_norm (fhir.schema.sp_composite).
+_NO_B = (None, None, None, None, None, None, None)
+
+
+def _composite_first(kind: str, value: Any) -> Iterator[tuple[str | None, str | None]]:
+    if kind == "reference":
+        for target_type, target_id, _ in _references(value):
+            if target_id:
+                yield _cut(target_type, 255), _cut(target_id, 255)
+        return
+    for system, code, _ in _tokens(value):
+        if system is not None or code is not None:
+            yield _cut(system, 255), _cut(code, 255)
+
+
+def _composite_second(kind: str, value: Any) -> Iterator[Row]:
+    if kind == "token":
+        for system, code, _ in _tokens(value):
+            if system is not None or code is not None:
+                yield _cut(system, 255), _cut(code, 255), None, None, None, None, None
+    elif kind == "quantity":
+        for number, system, code, unit in _quantities(value):
+            yield _cut(system, 255), _cut(code, 255), _cut(unit, 255), number, None, None, None
+    elif kind == "date":
+        for lo, hi in _dates(value):
+            yield None, None, None, None, lo, hi, None
+    elif kind == "string":
+        for text in _strings(value):
+            yield None, None, None, None, None, None, normalise(text)[:255]
+    elif kind == "number":
+        for number in _numbers(value):
+            yield None, None, None, number, None, None, None
+
+
+def _composite_rows(code: str, sp: SearchParam, resource: dict[str, Any]) -> Iterator[Row]:
+    """One row per (first, second) pair taken from the same node the composite selects."""
+    first, second = sp.components
+    for node in sp.evaluate(resource):
+        a_values = [a for v, _ in first.evaluate(node) for a in _composite_first(first.type, v)]
+        if not a_values:
+            continue
+        b_values = [b for v, _ in second.evaluate(node)
+                    for b in _composite_second(second.type, v)]
+        for a in a_values:
+            for b in b_values:
+                yield (code, *a, *b)
+
+
 def extract(resource: dict[str, Any], reg: Registry) -> dict[str, list[Row]]:
     """Index rows per parameter type: ``{"token": [(param, system, code, text), ...], ...}``."""
     rows: dict[str, list[Row]] = {t: [] for t in ("token", "string", "date", "reference",
-                                                   "quantity", "uri", "number")}
+                                                   "quantity", "uri", "number", "composite")}
     for code, sp in reg.for_type(resource["resourceType"]).items():
+        seen: set[Row] = set()
+        if sp.type == "composite":
+            for row in _composite_rows(code, sp, resource):
+                if row not in seen:
+                    seen.add(row)
+                    rows["composite"].append(row)
+            continue
         values = [v for v, _ in sp.evaluate(resource)]
         if not values:
             continue
-        seen: set[Row] = set()
         out = rows[sp.type]
         for value in values:
             if sp.type == "token":
                 items: Iterator[Row] = (
                     (code, _cut(s, 255), _cut(c, 255), t) for s, c, t in _tokens(value)
                 )
+                # `code:of-type=type-system|type-code|value` (Identifier only)
+                for s, c in _of_type_tokens(value):
+                    row = (f"{code}:of-type", _cut(s, 255), _cut(c, 255), None)
+                    if row not in seen:
+                        seen.add(row)
+                        rows["token"].append(row)
             elif sp.type == "string":
                 items = ((code, normalise(s)[:255], s[:255]) for s in _strings(value))
             elif sp.type == "date":
@@ -139,6 +219,12 @@ def extract(resource: dict[str, Any], reg: Registry) -> dict[str, list[Row]]:
                     (code, _cut(t, 64), _cut(i, 64), _cut(u, 1024))
                     for t, i, u in _references(value)
                 )
+                # `code:identifier=system|value`: a token row under the modified name
+                for s, v in _identifier_tokens(value):
+                    row = (f"{code}:identifier", _cut(s, 255), _cut(v, 255), None)
+                    if row not in seen:
+                        seen.add(row)
+                        rows["token"].append(row)
             elif sp.type == "quantity":
                 items = (
                     (code, v, _cut(s, 255), _cut(c, 255), _cut(u, 255))

@@ -3,6 +3,12 @@
 Data: `fhir/data/search-parameters.json` and `compartmentdefinition-patient.json`
 (provenance in `fhir/data/PROVENANCE.md`). A parameter whose FHIRPath expression falls outside
 the subset `fhir.fhirpath` compiles is left out, and so is absent from the CapabilityStatement.
+
+Composite parameters (https://hl7.org/fhir/R4/search.html#composite) are registered when they
+have two components, the first token-like (token, or reference) and the second a token,
+quantity, date, string or number: that is every R4 composite except the four 3-component
+MolecularSequence coordinates (chromosome-variant-coordinate and the like), which are left out
+(two of them also need `%resource`, outside the FHIRPath subset).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fhir.fhirpath import Node, Unsupported, compile_path
+from fhir.fhirpath import Node, Unsupported, compile_path, compile_relative
 
 DATA = Path(__file__).parent / "data"
 
@@ -22,7 +28,26 @@ DATA = Path(__file__).parent / "data"
 TABLE_PARAMS = {"_id": "token", "_lastUpdated": "date"}
 # Types that are messages about the exchange, never stored records.
 NOT_STORED = {"OperationOutcome", "Parameters"}
-INDEXED_TYPES = ("token", "string", "date", "reference", "quantity", "uri", "number")
+INDEXED_TYPES = ("token", "string", "date", "reference", "quantity", "uri", "number",
+                 "composite")
+# The component types the sp_composite table holds: first component, second component.
+COMPOSITE_FIRST = ("token", "reference")
+COMPOSITE_SECOND = ("token", "quantity", "date", "string", "number")
+# R4 errata: DocumentReference-relationship pairs each component definition with the other's
+# expression (relatesto with `code`, relation with `target`); R4B/R5 swap them back.
+_COMPONENT_EXPRESSIONS = {
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-relationship": ("target", "code"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One component of a composite parameter: its type and its path from the composite's node."""
+
+    type: str
+    definition: str
+    expression: str
+    evaluate: Callable[[Node], list[Node]] = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +63,7 @@ class SearchParam:
     evaluate: Callable[[dict[str, Any]], list[Node]] = field(
         default=lambda r: [], compare=False, repr=False
     )
+    components: tuple[Component, ...] = ()  # composite parameters only
 
 
 @dataclass(frozen=True)
@@ -70,6 +96,22 @@ def _load_json(name: str) -> dict[str, Any]:
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
+def _components(sp: dict[str, Any], types: dict[str, str]) -> tuple[Component, ...]:
+    """The components of composite `sp`, or Unsupported if the index cannot hold them."""
+    parts = sp.get("component") or []
+    if len(parts) != 2:
+        raise Unsupported(f"{sp['url']}: only 2-component composites are indexed")
+    expressions = _COMPONENT_EXPRESSIONS.get(sp["url"]) or tuple(p["expression"] for p in parts)
+    out = []
+    for part, expression, allowed in zip(parts, expressions, (COMPOSITE_FIRST, COMPOSITE_SECOND),
+                                         strict=True):
+        kind = types.get(part["definition"])
+        if kind not in allowed:
+            raise Unsupported(f"{sp['url']}: a {kind} component is not indexed there")
+        out.append(Component(kind, part["definition"], expression, compile_relative(expression)))
+    return tuple(out)
+
+
 @cache
 def registry() -> Registry:
     """The process-wide registry (immutable, built on first use)."""
@@ -80,11 +122,18 @@ def registry() -> Registry:
     }
     params: dict[str, dict[str, SearchParam]] = {t: {} for t in resource_types}
     compiled: dict[str, Callable[[dict[str, Any]], list[Node]]] = {}
-    for entry in _load_json("search-parameters.json")["entry"]:
-        sp = entry["resource"]
+    entries = [entry["resource"] for entry in _load_json("search-parameters.json")["entry"]]
+    types = {sp["url"]: sp["type"] for sp in entries}
+    for sp in entries:
         expression = sp.get("expression")
         if sp["type"] not in INDEXED_TYPES or not expression or sp["code"] in TABLE_PARAMS:
             continue
+        components: tuple[Component, ...] = ()
+        if sp["type"] == "composite":
+            try:
+                components = _components(sp, types)
+            except Unsupported:
+                continue
         bases = sp["base"]
         if "Resource" in bases or "DomainResource" in bases:
             bases = sorted(resource_types)
@@ -105,5 +154,6 @@ def registry() -> Registry:
                 description=sp.get("description", ""),
                 targets=tuple(sp.get("target", ())),
                 evaluate=evaluate,
+                components=components,
             )
     return Registry(resource_types=resource_types, params=params, compartment=compartment)

@@ -116,6 +116,23 @@ sp_uri = _index_table("uri", sa.Column("value", sa.String(1024), nullable=False)
 sp_number = _index_table(
     "number", sa.Column("value", sa.Float(precision=53), nullable=False), lookup=("value",)
 )
+# Composite parameters of two components, one row per pair taken from the same element: the
+# first component token-like (a reference stores target type/id in a_system/a_code), the second
+# in the columns of its type: token b_system/b_code, quantity b_num/b_system/b_code/b_unit,
+# date b_lo/b_hi, string b_norm, number b_num.
+sp_composite = _index_table(
+    "composite",
+    sa.Column("a_system", sa.String(255)),
+    sa.Column("a_code", sa.String(255)),
+    sa.Column("b_system", sa.String(255)),
+    sa.Column("b_code", sa.String(255)),
+    sa.Column("b_unit", sa.String(255)),
+    sa.Column("b_num", sa.Float(precision=53)),
+    sa.Column("b_lo", sa.Float(precision=53)),
+    sa.Column("b_hi", sa.Float(precision=53)),
+    sa.Column("b_norm", sa.String(255)),
+    lookup=("a_code", "a_system"),
+)
 
 INDEX_TABLES: dict[str, sa.Table] = {
     "token": sp_token,
@@ -125,4 +142,5 @@ INDEX_TABLES: dict[str, sa.Table] = {
     "quantity": sp_quantity,
     "uri": sp_uri,
     "number": sp_number,
+    "composite": sp_composite,
 }

@@ -84,6 +84,7 @@ def after(keys: list[SortKey], exprs: list[Any], row: Any, cursor: Cursor) -> An
     if len(cursor) != len(keys) + 1:
         raise BadRequest("_cursor does not belong to this search (its sort differs).")
     *values, rid = cursor
+    values = [_cursor_value(key, v) for key, v in zip(keys, values, strict=True)]
     clauses = []
     for i, (key, expr) in enumerate(zip(keys, exprs, strict=True)):
         equal_before = [exprs[j] == values[j] for j in range(i)]
@@ -94,6 +95,17 @@ def after(keys: list[SortKey], exprs: list[Any], row: Any, cursor: Cursor) -> An
     return sa.or_(*clauses)
 
 
+def _cursor_value(key: SortKey, value: Any) -> Any:
+    """A cursor's sort value checked against its key: a forged cursor is a 400, not a 500."""
+    if key.type in ("date", "number", "quantity", "_lastUpdated"):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and abs(value) <= 1e308:  # the sort's own stand-in for a missing number
+            return float(value)
+    elif isinstance(value, str) and "\x00" not in value:
+        return value
+    raise BadRequest("_cursor does not belong to this search (its sort values differ).")
+
+
 def encode(cursor: Cursor) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(cursor)).decode().rstrip("=")
 
@@ -102,6 +114,7 @@ def decode(token: str) -> Cursor:
     try:
         value = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         ok = (isinstance(value, list) and value and isinstance(value[-1], int)
+              and not isinstance(value[-1], bool)
               and 0 <= value[-1] < 2**63
               and all(isinstance(v, (str, int, float)) for v in value))
         if not ok:

@@ -129,8 +129,8 @@ def filter_condition(type_: str, row: Any, raw_name: str, raw_value: str, *, dep
             raise BadRequest(f"'{name}:missing' takes true or false, not '{raw_value}'.")
         present = exists(row.c.rid, sp.type, name)
         return sa.not_(present) if raw_value == "true" else present
-    values = _values(name, raw_value, keep_escapes=sp.type in ("token", "reference", "quantity")
-                     and mod != "text")
+    escapes = sp.type in ("token", "reference", "quantity", "composite") and mod != "text"
+    values = _values(name, raw_value, keep_escapes=escapes)
     return BUILDERS[sp.type](row.c.rid, sp, mod, values)
 
 

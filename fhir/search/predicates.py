@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -172,11 +173,17 @@ def number_value(code: str, text: str) -> tuple[float, float]:
         number = float(text)
     except ValueError:
         raise BadRequest(f"Parameter '{code}': '{text}' is not a number.") from None
+    if not text.isascii() or "_" in text or text != text.strip():  # float() takes "1_0", "５"
+        raise BadRequest(f"Parameter '{code}': '{text}' is not a number.")
     if number != number or number in (float("inf"), float("-inf")):
         raise BadRequest(f"Parameter '{code}': '{text}' is not a finite number.")
-    digits = text.lstrip("+-").lower().split("e")[0]
+    # The precision is half a unit of the last significant digit: 1.5e-3 is [0.00145, 0.00155).
+    digits, _, exponent = text.lstrip("+-").lower().partition("e")
     decimals = len(digits.split(".")[1]) if "." in digits else 0
-    return number, 0.5 * 10.0 ** -decimals
+    try:  # 0e999999 is a finite number whose precision is not
+        return number, 0.5 * 10.0 ** ((int(exponent) if exponent else 0) - decimals)
+    except OverflowError:
+        raise BadRequest(f"Parameter '{code}': '{text}' is out of range.") from None
 
 
 def compare(column: Any, prefix: str, number: float, half: float) -> Any:
@@ -230,18 +237,94 @@ def quantity(rid: Any, sp: SearchParam, modifier: str | None, values: list[str])
 def uri(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
     """Exact URI; :below (the value is a prefix), :above (the value starts with it)."""
     no_modifier(sp.code, modifier, ("below", "above"))
+    # URIs are case-sensitive: SQLite's LIKE is not, so substr() decides; the stored value is
+    # never a LIKE pattern (its % and _ are characters).
     if modifier == "below":
         return exists(rid, "uri", sp.code, lambda c: [
-            c.value.like(f"{like_escape(v)}%", escape="\\") for v in values
+            sa.and_(c.value.like(f"{like_escape(v)}%", escape="\\"),
+                    sa.func.substr(c.value, 1, len(v)) == v) for v in values
         ])
     if modifier == "above":
         return exists(rid, "uri", sp.code, lambda c: [
-            sa.literal(v).like(c.value + "%") for v in values
+            sa.func.substr(sa.literal(v, sa.Text), 1, sa.func.length(c.value)) == c.value
+            for v in values
         ])
     return exists(rid, "uri", sp.code, lambda c: [c.value == v for v in values])
 
 
+def _split_composite(value: str) -> list[str]:
+    """`value` split on `$` not escaped with a backslash; other escapes are kept for the parts."""
+    parts, cur, i = [], [], 0
+    while i < len(value):
+        if value[i] == "\\" and i + 1 < len(value):
+            cur.append(value[i + 1] if value[i + 1] == "$" else value[i:i + 2])
+            i += 2
+            continue
+        if value[i] == "$":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(value[i])
+        i += 1
+    return [*parts, "".join(cur)]
+
+
+def _unescape(text: str) -> str:
+    return "|".join(split_unescaped(text, "|"))
+
+
+def _reference_first(c: Any, code: str, value: str) -> Any:
+    """A reference first component: Type/id, id or an absolute URL ending in Type/id (target
+    type/id are in a_system/a_code, as fhir.index stores them)."""
+    text = _unescape(value)
+    parts = text.split("/_history/")[0].split("/")
+    if "://" in text and len(parts) > 2:
+        parts = parts[-2:]
+    if len(parts) == 2 and all(parts):
+        return sa.and_(c.a_system == parts[0], c.a_code == parts[1])
+    if len(parts) == 1:
+        return c.a_code == parts[0]
+    raise BadRequest(f"Parameter '{code}': '{value}' is not a reference (use Type/id or id).")
+
+
+def _composite_match(c: Any, sp: SearchParam, value: str) -> Any:
+    pieces = _split_composite(value)
+    if len(pieces) != 2 or not all(pieces):
+        raise BadRequest(
+            f"Parameter '{sp.code}' is a composite of two values joined by '$' "
+            f"(e.g. {sp.code}=http://loinc.org|8480-6$gt140), not '{value}'."
+        )
+    first_kind, second_kind = (part.type for part in sp.components)
+    a, b = pieces
+    if first_kind == "reference":
+        conditions = [_reference_first(c, sp.code, a)]
+    else:
+        conditions = [_token_match(SimpleNamespace(system=c.a_system, code=c.a_code), a)]
+    if second_kind == "token":
+        conditions.append(_token_match(SimpleNamespace(system=c.b_system, code=c.b_code), b))
+    elif second_kind == "quantity":
+        columns = SimpleNamespace(value=c.b_num, system=c.b_system, code=c.b_code, unit=c.b_unit)
+        conditions.append(quantity_condition(columns, sp.code, b))
+    elif second_kind == "date":
+        conditions.append(date_condition(c.b_lo, c.b_hi, _unescape(b), sp.code))
+    elif second_kind == "string":
+        pattern = f"{like_escape(normalise(_unescape(b)))}%"
+        conditions.append(c.b_norm.like(pattern, escape="\\"))
+    else:  # number
+        prefix, text = split_prefix(_unescape(b))
+        conditions.append(compare(c.b_num, prefix, *number_value(sp.code, text)))
+    return sa.and_(*conditions)
+
+
+def composite(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
+    """`a$b`: both components found in the same element (the same Observation.component);
+    `a` is matched as a token (or Type/id), `b` by the second component's type and prefixes."""
+    no_modifier(sp.code, modifier, ())
+    return exists(rid, "composite", sp.code,
+                  lambda c: [_composite_match(c, sp, v) for v in values])
+
+
 BUILDERS: dict[str, Builder] = {
     "token": token, "string": string, "date": date, "reference": reference,
-    "number": number, "quantity": quantity, "uri": uri,
+    "number": number, "quantity": quantity, "uri": uri, "composite": composite,
 }

@@ -10,7 +10,8 @@ import pytest
 from tests.api.support import BASE
 
 SAMPLE = {"token": "x", "string": "x", "date": "2000", "reference": "Patient/x",
-          "quantity": "5", "number": "5", "uri": "http://example.org/x"}
+          "quantity": "5", "number": "5", "uri": "http://example.org/x",
+          "composite": "x$2000"}  # 2000: a valid token, quantity, date, string and number
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +74,10 @@ async def test_search_params_listed(capability: dict[str, Any]) -> None:
     assert "deceased" not in patient
     observation = params(capability, "Observation")
     assert observation["value-quantity"] == "quantity"
-    # composite parameters are not indexed
-    assert "code-value-quantity" not in observation
-    assert "combo-code-value-concept" not in observation
+    # 2-component composites are indexed; the 3-component ones are not
+    assert observation["code-value-quantity"] == "composite"
+    assert observation["combo-code-value-concept"] == "composite"
+    assert "chromosome-variant-coordinate" not in params(capability, "MolecularSequence")
     assert params(capability, "RiskAssessment")["probability"] == "number"
     assert params(capability, "ValueSet")["url"] == "uri"
     for entry in capability["rest"][0]["resource"]:

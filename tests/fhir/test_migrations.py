@@ -32,7 +32,7 @@ def test_migrations_match_schema(backend: str, request: pytest.FixtureRequest,
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path}/m.db"
     else:
-        url = request.getfixturevalue("pg_url").rsplit("/", 1)[0] + "/carenet_migrations_test"
+        url = request.getfixturevalue("pg_url") + "_migrations"
         asyncio.run(_recreate(url))
     assert asyncio.run(_differences(url)) == []
 
