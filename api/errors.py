@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -57,6 +59,30 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
                             code="invalid")
 
 
+def _sqlstate(exc: BaseException) -> str | None:
+    for candidate in (exc, getattr(exc, "orig", None), getattr(exc, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if code:
+            return str(code)
+    return None
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """Database trouble a client can act on: a query over the time limit, or no connection."""
+    state = _sqlstate(exc)
+    if state == "57014":  # query_canceled: the statement timeout stopped it
+        return outcome_response(400, "The request took longer than the server allows and was "
+                                "stopped; narrow the search (fewer values, chains or includes).",
+                                severity="error", code="too-costly")
+    if state in ("53300", "57P01", "57P03", "08006", "08001", "08004") or isinstance(
+            exc, (OSError, asyncio.TimeoutError)) or getattr(exc, "connection_invalidated", False):
+        log.warning("database unavailable: %s", exc)
+        return outcome_response(503, "The database is busy or unreachable; nothing was changed. "
+                                "Retry shortly.", severity="error", code="transient",
+                                headers={"Retry-After": "1"})
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> Response:
     ref = uuid.uuid4().hex[:12]
     log.exception("unhandled error %s", ref, exc_info=exc)
@@ -69,4 +95,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(FhirError, _fhir_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -40,7 +40,7 @@ def accept_ok(accept: str) -> bool:
     return False
 
 
-def check_accept(request: Request) -> None:
+async def check_accept(request: Request) -> None:
     """406 when the client asks for anything but JSON (`_format` or Accept)."""
     fmt = request.query_params.get("_format")
     if fmt is not None and fmt.split(";")[0].strip() not in _FORMAT_OK:

@@ -49,7 +49,11 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=False)
+            # Overflow connections are closed on return and churn under load; a request waits
+            # for a pooled connection instead. Workers x 2 x pool_size must stay under the
+            # server's max_connections (100 by default).
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=30,
+                          pool_pre_ping=False)
             # A runaway query is stopped by the server, not left to hold a connection.
             kwargs["connect_args"] = {
                 "server_settings": {"statement_timeout": str(statement_timeout_ms)}

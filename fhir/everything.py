@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fhir import pending
 from fhir.dates import BadDate, date_range
 from fhir.errors import BadRequest
 from fhir.registry import registry
@@ -133,10 +135,24 @@ def parse(patient_id: str, params: list[tuple[str, str]]) -> EverythingQuery:
     return query
 
 
-def _in_window(query: EverythingQuery) -> Any:
+# Statements are built once per shape (which filters are present) with bound parameters,
+# and reused: building the large compartment test anew per request would cost more memory
+# and time than reading a page.
+_PID = sa.bindparam("pid", type_=sa.String)
+_START = sa.bindparam("start", type_=sa.Float)
+_END = sa.bindparam("end", type_=sa.Float)
+_SINCE = sa.bindparam("since", type_=sa.Float)
+_TYPES = sa.bindparam("types", type_=sa.String, expanding=True)
+_FIRST = sa.bindparam("first", type_=sa.BigInteger)
+_STOP = sa.bindparam("stop", type_=sa.BigInteger)
+_COUNT = sa.bindparam("count", type_=sa.Integer)
+_NO_STOP = 2**62
+
+
+def _in_window(start: bool, end: bool) -> Any:
     """`extra(row)` for compartment rows: a clinical date, if the row's type has one and the
     row a value for it, that meets start/end. None when there is no window."""
-    if query.start is None and query.end is None:
+    if not (start or end):
         return None
     by_param: dict[str, list[str]] = {}
     for type_, param in CLINICAL_DATE.items():
@@ -151,10 +167,10 @@ def _in_window(query: EverythingQuery) -> Any:
             any_date = INDEX_TABLES["date"].alias()
             within = INDEX_TABLES["date"].alias()
             window = []
-            if query.start is not None:
-                window.append(within.c.hi > query.start)
-            if query.end is not None:
-                window.append(within.c.lo < query.end)
+            if start:
+                window.append(within.c.hi > _START)
+            if end:
+                window.append(within.c.lo < _END)
             undated = sa.not_(sa.exists().where(any_date.c.rid == row.c.rid,
                                                 any_date.c.param == param))
             meets = sa.exists().where(within.c.rid == row.c.rid, within.c.param == param,
@@ -165,9 +181,12 @@ def _in_window(query: EverythingQuery) -> Any:
     return condition
 
 
-def _where(query: EverythingQuery) -> list[Any]:
-    """The conditions on `resource` that pick this page's rows and those after it."""
-    members = compartment.members(query.patient_id, _in_window(query)).cte("members")
+@lru_cache(maxsize=32)
+def _statements(start: bool, end: bool, types: bool, since: bool) -> tuple[Any, Any]:
+    """(the next page's first row id, this page's rows) for one shape of request.
+
+    Bound: pid, first, count, stop, and start / end / types / since when present."""
+    members = compartment.members(_PID, _in_window(start, end)).cte("members")
     ref = INDEX_TABLES["reference"].alias()
     target = resource.alias()
     referenced = (sa.select(target.c.rid)
@@ -176,35 +195,45 @@ def _where(query: EverythingQuery) -> list[Any]:
                   .where(ref.c.rid.in_(sa.select(members.c.rid)),
                          target.c.patient_id.is_(None), target.c.deleted.is_(False)))
     ids = sa.union_all(sa.select(members.c.rid), referenced).subquery("everything")
-    where = [resource.c.rid.in_(sa.select(ids.c.rid)), resource.c.deleted.is_(False)]
-    if query.types is not None:
-        where.append(resource.c.type.in_(query.types))
-    if query.since is not None:
-        where.append(resource.c.last_updated >= query.since)
-    if query.first is not None:
-        where.append(resource.c.rid >= query.first)
-    return where
+    where = [resource.c.rid.in_(sa.select(ids.c.rid)), resource.c.deleted.is_(False),
+             resource.c.rid >= _FIRST]
+    if types:
+        where.append(resource.c.type.in_(_TYPES))
+    if since:
+        where.append(resource.c.last_updated >= _SINCE)
+    boundary = (sa.select(resource.c.rid).where(*where).order_by(resource.c.rid)
+                .offset(_COUNT).limit(1))
+    page = (sa.select(resource.c.rid, resource.c.type, resource.c.id, resource.c.content)
+            .where(*where, resource.c.rid < _STOP).order_by(resource.c.rid).limit(_COUNT)
+            .execution_options(yield_per=STREAM_BATCH))
+    return boundary, page
+
+
+def _bound(query: EverythingQuery, stop: int | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    boundary, page = _statements(query.start is not None, query.end is not None,
+                                 query.types is not None, query.since is not None)
+    values: dict[str, Any] = {"pid": query.patient_id, "first": query.first or 0,
+                              "count": query.count,
+                              "stop": stop if stop is not None else _NO_STOP}
+    for name in ("start", "end", "types", "since"):
+        if getattr(query, name) is not None:
+            values[name] = getattr(query, name)
+    return boundary, page, values
 
 
 async def next_page(conn: AsyncConnection, query: EverythingQuery) -> int | None:
     """The row id the page after this one starts at, or None when this is the last page."""
-    where = _where(query)
-    stmt = (sa.select(resource.c.rid).where(*where).order_by(resource.c.rid)
-            .offset(query.count).limit(1))
-    return (await conn.execute(stmt)).scalar_one_or_none()
+    await pending.settle(conn)  # index rows this transaction queued (fhir/pending.py)
+    boundary, _, values = _bound(query)
+    return (await conn.execute(boundary, values)).scalar_one_or_none()
 
 
 async def rows(conn: AsyncConnection, query: EverythingQuery,
                stop: int | None) -> AsyncIterator[Row]:
     """This page's rows (those before row id `stop`), read through a server-side cursor a
-    few at a time: nothing here holds more than STREAM_BATCH rows."""
-    where = _where(query)
-    if stop is not None:
-        where.append(resource.c.rid < stop)
-    stmt = (sa.select(resource.c.rid, resource.c.type, resource.c.id, resource.c.content)
-            .where(*where).order_by(resource.c.rid).limit(query.count)
-            .execution_options(yield_per=STREAM_BATCH))
-    result = await conn.stream(stmt)
+    few at a time: nothing here holds more than a few dozen rows."""
+    _, page, values = _bound(query, stop)
+    result = await conn.stream(page, values)
     try:
         async for row in result:
             yield row.rid, row.type, row.id, row.content

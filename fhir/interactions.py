@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fhir import jsontext, search, store
+from fhir import jsontext, pending, search, store
 from fhir.errors import BadRequest, Gone, NotFound, PreconditionFailed, Unprocessable
 from fhir.schema import conditional_key, resource
 from fhir.schema import history as history_table
@@ -52,12 +52,16 @@ def check_id(id_: str) -> str:
 
 @asynccontextmanager
 async def _savepoint(conn: AsyncConnection) -> AsyncIterator[None]:
-    """A savepoint on PostgreSQL; SQLite's single writer needs none (and pysqlite's are fragile)."""
-    if conn.dialect.name == "sqlite":
-        yield
-        return
-    async with conn.begin_nested():
-        yield
+    """A savepoint on PostgreSQL; SQLite's single writer needs none (and pysqlite's are fragile).
+
+    Writes queued for the transaction's batch inside it are dropped if it rolls back.
+    """
+    async with pending.undo_on_error():
+        if conn.dialect.name == "sqlite":
+            yield
+            return
+        async with conn.begin_nested():
+            yield
 
 
 async def read(conn: AsyncConnection, type_: str, id_: str) -> Stored:
@@ -237,6 +241,7 @@ async def history(conn: AsyncConnection, *, type_: str | None, id_: str | None,
                   since: float | None, count: int, before: int | None) -> tuple[list[Any], int | None]:
     """Versions newest first: [(hid, type, id, version, last_updated, method, deleted, content)]."""
     h = history_table
+    await pending.settle(conn)
     stmt = sa.select(h.c.hid, h.c.type, h.c.id, h.c.version, h.c.last_updated, h.c.method,
                      h.c.deleted, h.c.content)
     if id_ is not None and type_ is not None:

@@ -17,15 +17,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fhir import jsontext
+from fhir import jsontext, pending
 from fhir.errors import PreconditionFailed
 from fhir.index import compartment_patient, extract
 from fhir.registry import registry
-from fhir.schema import INDEX_TABLES, conditional_key, history, resource
-
-_COLUMNS = {
-    name: [c.name for c in table.columns if c.name != "rid"] for name, table in INDEX_TABLES.items()
-}
+from fhir.schema import conditional_key, history, resource
 
 
 @dataclass(slots=True)
@@ -95,6 +91,7 @@ async def read_current_raw(pool: Any, type_: str, id_: str) -> Stored | None:
 async def read_version(conn: AsyncConnection, type_: str, id_: str,
                        version: int) -> Stored | None:
     """Version `version` of Type/id from the history."""
+    await pending.settle(conn)
     row = (await conn.execute(
         sa.select(history.c.rid, history.c.type, history.c.id, history.c.version,
                   history.c.last_updated, history.c.deleted, history.c.content)
@@ -123,24 +120,19 @@ def _index_rows(body: dict[str, Any]) -> tuple[dict[str, list[tuple[Any, ...]]],
     return rows, compartment_patient(body, reg, rows["reference"])
 
 
-async def _write_index(conn: AsyncConnection, rid: int, rows: dict[str, list[tuple[Any, ...]]],
-                       *, replace: bool) -> None:
-    for name, table in INDEX_TABLES.items():
-        if replace:
-            await conn.execute(table.delete().where(table.c.rid == rid))
-        if rows[name]:
-            cols = _COLUMNS[name]
-            await conn.execute(
-                table.insert(), [{"rid": rid, **dict(zip(cols, row, strict=True))} for row in rows[name]]
-            )
-
-
-async def _add_history(conn: AsyncConnection, stored: Stored, method: str) -> None:
-    await conn.execute(history.insert().values(
-        rid=stored.rid, type=stored.type, id=stored.id, version=stored.version,
-        last_updated=stored.last_updated, method=method, deleted=stored.deleted,
-        content=stored.content,
-    ))
+async def _record(conn: AsyncConnection, stored: Stored, method: str,
+                  rows: dict[str, list[tuple[Any, ...]]] | None, *, replace: bool) -> None:
+    """Queue the index rows and the history version of `stored` (flushed now, or with the
+    transaction's batch when one is open: see fhir/pending.py)."""
+    batch = pending.current()
+    own = batch is None
+    if batch is None:
+        batch = pending.Pending()
+    batch.index(stored.rid, rows or {}, replace=replace)
+    batch.version((stored.rid, stored.type, stored.id, stored.version, stored.last_updated,
+                   method, stored.deleted, stored.content))
+    if own:
+        await batch.flush(conn)
 
 
 async def insert(conn: AsyncConnection, body: dict[str, Any], *, method: str) -> Stored:
@@ -154,9 +146,8 @@ async def insert(conn: AsyncConnection, body: dict[str, Any], *, method: str) ->
             deleted=False, patient_id=patient, security=_security(body), content=text,
         ).returning(resource.c.rid)
     )).scalar_one()
-    await _write_index(conn, rid, rows, replace=False)
     stored = Stored(rid, body["resourceType"], body["id"], 1, now, False, text)
-    await _add_history(conn, stored, method)
+    await _record(conn, stored, method, rows, replace=False)
     return stored
 
 
@@ -178,9 +169,8 @@ async def replace(conn: AsyncConnection, current: Stored, body: dict[str, Any], 
             f"{current.type}/{current.id} was changed by another request while this one ran "
             f"(expected version {current.version}); read it again and retry."
         )
-    await _write_index(conn, current.rid, rows, replace=True)
     stored = Stored(current.rid, current.type, current.id, version, now, False, text)
-    await _add_history(conn, stored, method)
+    await _record(conn, stored, method, rows, replace=True)
     return stored
 
 
@@ -188,8 +178,6 @@ async def mark_deleted(conn: AsyncConnection, current: Stored) -> Stored:
     """Delete `current`: a new version with no content; reads then answer 410 Gone."""
     now = max(_now(), current.last_updated)
     version = current.version + 1
-    for table in INDEX_TABLES.values():
-        await conn.execute(table.delete().where(table.c.rid == current.rid))
     await conn.execute(conditional_key.delete().where(conditional_key.c.rid == current.rid))
     result = await conn.execute(
         resource.update()
@@ -201,5 +189,5 @@ async def mark_deleted(conn: AsyncConnection, current: Stored) -> Stored:
             f"{current.type}/{current.id} was changed by another request while it was deleted."
         )
     stored = Stored(current.rid, current.type, current.id, version, now, True, None)
-    await _add_history(conn, stored, "DELETE")
+    await _record(conn, stored, "DELETE", None, replace=True)
     return stored

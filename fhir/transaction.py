@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fhir import bundles, interactions, jsontext, search
+from fhir import bundles, interactions, jsontext, pending, search
 from fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound, PreconditionFailed
 from fhir.interactions import Result
 from fhir.registry import registry
@@ -226,15 +226,19 @@ async def transaction(conn: AsyncConnection, bundle: Any, base: str) -> dict[str
     On PostgreSQL each attempt runs in a savepoint; one whose conditional create lost a race
     is undone and run again from the original Bundle, then resolving to the winner's id.
     """
-    if conn.dialect.name == "sqlite":  # one writer at a time: no race to lose
+    conditional = any(isinstance(x, dict) and isinstance(x.get("request"), dict)
+                      and x["request"].get("ifNoneExist") for x in
+                      (bundle.get("entry") or [] if isinstance(bundle, dict) else []))
+    if conn.dialect.name == "sqlite" or not conditional:  # no race to lose
         attempts, original = 1, None
     else:
         attempts, original = interactions.CONDITIONAL_RETRIES, jsontext.dumps(bundle)
     for _ in range(attempts):
         try:
             if original is None:
-                return await _transaction(conn, bundle, base)
-            async with conn.begin_nested():
+                async with pending.batched(conn):
+                    return await _transaction(conn, bundle, base)
+            async with conn.begin_nested(), pending.batched(conn):
                 return await _transaction(conn, jsontext.loads(original), base)
         except _LostRace as lost:
             e, found = lost.args

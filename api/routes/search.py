@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from api.deps import DbDep, SettingsDep
-from api.http import base_url, fhir_response, prefer
+from api.http import FHIR_JSON, base_url, fhir_response, prefer
 from api.routes.record import known_type
-from fhir import bundles, interactions, search
+from fhir import bundles, everything, interactions, search
 from fhir.dates import BadDate, date_range
-from fhir.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from fhir.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from fhir.search import compartment
 
 router = APIRouter()
 
@@ -99,3 +101,44 @@ async def history_type(type_: str, request: Request, db: DbDep) -> Response:
 async def history_instance(type_: str, id_: str, request: Request, db: DbDep) -> Response:
     known_type(type_)
     return await _history(request, db, type_, id_, f"{type_}/{id_}/_history")
+
+
+# Patient compartment routes: after /{type_}/{id_}/_history, which they would otherwise take.
+
+
+@router.get("/Patient/{id_}/$everything")
+async def patient_everything(id_: str, request: Request, db: DbDep) -> Response:
+    """Patient/[id]/$everything, streamed: the Bundle is written while its rows are read."""
+    query = everything.parse(id_, parse_qsl(request.url.query, keep_blank_values=True))
+    async with db.read() as conn:
+        await interactions.read(conn, "Patient", id_)  # 404 unknown, 410 deleted
+    base = base_url(request)
+
+    async def body() -> AsyncIterator[bytes]:
+        async with db.read() as conn:  # held open until the last byte is written
+            stop = await everything.next_page(conn, query)
+            links = {"self": query.link()}
+            if stop is not None:
+                links["next"] = query.link(stop)
+            async for chunk in bundles.searchset_stream(
+                    base=base, links=links, rows=everything.rows(conn, query, stop)):
+                yield chunk
+
+    return StreamingResponse(body(), media_type=FHIR_JSON)
+
+
+@router.get("/Patient/{id_}/{type_}")
+async def search_compartment(id_: str, type_: str, request: Request, db: DbDep) -> Response:
+    """Patient/[id]/[type]: the search of [type] within the patient's compartment."""
+    if type_.startswith("$"):
+        raise NotFound(f"Operation {type_} is not supported on Patient/[id] (try $everything).")
+    known_type(type_)
+    restriction = compartment.condition(type_, id_)  # 400 when [type] is not in it
+    lenient = prefer(request, "handling") == "lenient"
+    query = search.parse(type_, parse_qsl(request.url.query, keep_blank_values=True),
+                         lenient=lenient)
+    async with db.read() as conn:
+        await interactions.read(conn, "Patient", id_)  # 404 unknown, 410 deleted
+        query.path = f"Patient/{id_}/{type_}"
+        page = await search.run(conn, query, [restriction])
+    return fhir_response(bundles.searchset(base=base_url(request), page=page, query=query))

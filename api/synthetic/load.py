@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import httpx
 import orjson
@@ -65,7 +65,7 @@ class Progress:
                 self.stream.flush()
             return
         tenth = 10 * done // max(self.total, 1)
-        if final or tenth > self._last_tenth:
+        if tenth > self._last_tenth or (final and done < self.total):
             self._last_tenth = tenth
             self.stream.write(f"{self.prefix}{done}/{self.total} patients, "
                               f"{summary.resources} resources, "
@@ -124,7 +124,10 @@ async def load(*, client: httpx.AsyncClient, seed: int, n_patients: int, as_of: 
     async def worker() -> None:
         while (item := await queue.get()) is not None:
             index, body, count = item
-            error = await post_bundle(client, body)
+            try:
+                error = await post_bundle(client, body)
+            except Exception as exc:  # noqa: BLE001 - report it and keep the other workers going
+                error = f"{type(exc).__name__}: {exc}"
             if error:
                 summary.failures.append(f"patient {index}: {error}")
             else:
@@ -206,8 +209,3 @@ async def seed_command(*, url: str | None, out: Path | None, seed: int, n_patien
                              concurrency=concurrency, progress=err, prefix=prefix)
     report(summary, err, prefix)
     return 1 if summary.failures else 0
-
-
-def summary_dict(summary: Summary) -> dict[str, Any]:
-    return {"patients": summary.patients, "resources": summary.resources,
-            "seconds": round(summary.seconds, 2), "failures": summary.failures}

@@ -40,10 +40,17 @@ def params_of(type_: str) -> tuple[str, ...]:
 
 
 def condition(type_: str, patient_id: str, row: Any = resource) -> Any:
-    """`row` (a resource of `type_`) is in the compartment of Patient/`patient_id`."""
+    """`row` (a resource of `type_`) is in the compartment of Patient/`patient_id`.
+
+    A semi-join on the reference index: some index row of `row` for one of the compartment
+    parameters points at the patient. Written `rid IN (uncorrelated select)` rather than a
+    correlated EXISTS: PostgreSQL plans the two alike (from the (param, target) index), but
+    SQLite runs a correlated EXISTS once per row of `type_` in the whole database."""
     ref = INDEX_TABLES["reference"].alias()
-    member = sa.exists().where(ref.c.rid == row.c.rid, ref.c.param.in_(params_of(type_)),
-                               ref.c.target_type == "Patient", ref.c.target_id == patient_id)
+    member = row.c.rid.in_(
+        sa.select(ref.c.rid).where(ref.c.param.in_(params_of(type_)),
+                                   ref.c.target_type == "Patient",
+                                   ref.c.target_id == patient_id))
     if type_ == "Patient":
         return sa.or_(row.c.id == patient_id, member)
     return member

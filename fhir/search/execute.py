@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fhir import pending
 from fhir.errors import BadRequest
 from fhir.schema import resource
 from fhir.search import include, paging
@@ -30,6 +31,7 @@ def where(query: SearchQuery, extra: list[Any] | None = None) -> list[Any]:
 
 
 async def count(conn: AsyncConnection, query: SearchQuery, extra: list[Any] | None = None) -> int:
+    await pending.settle(conn)
     stmt = sa.select(sa.func.count()).select_from(resource).where(*where(query, extra))
     return (await conn.execute(stmt)).scalar_one()
 
@@ -37,6 +39,7 @@ async def count(conn: AsyncConnection, query: SearchQuery, extra: list[Any] | No
 async def run(conn: AsyncConnection, query: SearchQuery,
               extra: list[Any] | None = None) -> Page:
     """One page of `query` (plus `extra` conditions, e.g. a compartment)."""
+    await pending.settle(conn)
     if query.summary == "count" or query.count == 0:
         return Page([], [], await count(conn, query, extra), None)
     exprs = [paging.key_expression(k, resource) for k in query.sort]
@@ -69,6 +72,7 @@ async def match_ids(conn: AsyncConnection, type_: str, params: list[tuple[str, s
     if not params:
         raise BadRequest("A conditional request needs at least one search parameter.")
     query = parse(type_, params)
+    await pending.settle(conn)
     if not query.conditions:
         raise BadRequest("A conditional request needs at least one search criterion.")
     stmt = sa.select(resource.c.id).where(*where(query)).order_by(resource.c.rid).limit(limit)

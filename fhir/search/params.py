@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
+from sqlalchemy.sql import visitors as sa_visitors
 
 from fhir.errors import BadRequest
 from fhir.registry import SearchParam, registry
@@ -25,6 +26,11 @@ MAX_COUNT = 1000
 MAX_OR_VALUES = 100
 MAX_CHAIN_DEPTH = 4
 MAX_PARAMS = 50
+# Bound values in one search's SQL: PostgreSQL takes at most 32767, and a search this large is
+# a denial of service rather than a question (50 parameters of 100 values each already is 5000).
+MAX_TERMS = 12000
+# Parameter types whose SQL condition depends on the parameter's code and kind only.
+_SHAREABLE = ("token", "string", "date", "reference", "number", "quantity", "uri")
 SUMMARY_VALUES = ("true", "false", "text", "data", "count")
 # Parameters about the answer rather than the match.
 RESULT_PARAMS = {"_count", "_cursor", "_format", "_pretty", "_total", "_sort", "_include",
@@ -72,6 +78,7 @@ def parse(type_: str, params: list[tuple[str, str]], *, lenient: bool = False) -
     if len(params) > MAX_PARAMS:
         raise BadRequest(f"A search may have at most {MAX_PARAMS} parameters.")
     query = SearchQuery(type=type_)
+    terms = 0
     for raw_name, raw_value in params:
         if "\x00" in raw_value or "\x00" in raw_name:  # PostgreSQL refuses NUL in text
             raise BadRequest(f"Parameter '{raw_name}' holds a NUL character.")
@@ -86,6 +93,12 @@ def parse(type_: str, params: list[tuple[str, str]], *, lenient: bool = False) -
             if lenient:
                 continue
             raise
+        terms += sum(isinstance(e, sa.BindParameter) for e in sa_visitors.iterate(condition))
+        if terms > MAX_TERMS:
+            raise BadRequest(f"The search is too large at parameter '{raw_name}': over "
+                             f"{MAX_TERMS} comparisons once its values and chains are expanded; "
+                             "use fewer values, or name the target type in chains "
+                             "(name:[type].x).")
         query.conditions.append(condition)
         query.accepted.append((raw_name, raw_value))
     return query
@@ -167,11 +180,22 @@ def _chain(type_: str, row: Any, name: str, modifier: str | None, rest: str, val
     if not usable:
         raise BadRequest(f"None of the types '{name}' points at ({', '.join(targets)}) has a "
                          f"search parameter '{next_name}'; name the type: {name}:[type].{rest}.")
+    # The index is keyed by parameter code, not type: target types whose `next_name` is the same
+    # kind of parameter share one condition (`focus.name` is one test, not one per each of the
+    # 38 types with a name), so a chain's SQL does not grow with its number of target types.
+    groups: dict[Any, list[str]] = {}
+    for t in usable:
+        sp_t = registry().get(t, next_name)
+        if rest.startswith("_has:") or (sp_t is not None and sp_t.type not in _SHAREABLE):
+            key: Any = t
+        else:
+            key = (sp_t.type, sp_t.targets) if sp_t is not None else "table"
+        groups.setdefault(key, []).append(t)
     ref = INDEX_TABLES["reference"].alias()
     target = resource.alias()
-    per_type = [sa.and_(target.c.type == t,
-                        filter_condition(t, target, rest, value, depth=depth + 1))
-                for t in usable]
+    per_type = [sa.and_(target.c.type.in_(ts) if len(ts) > 1 else target.c.type == ts[0],
+                        filter_condition(ts[0], target, rest, value, depth=depth + 1))
+                for ts in groups.values()]
     return sa.exists().where(
         ref.c.rid == row.c.rid, ref.c.param == name,
         target.c.type == ref.c.target_type, target.c.id == ref.c.target_id,
