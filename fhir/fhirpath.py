@@ -56,21 +56,34 @@ def _tokens(text: str) -> list[str]:
     return out
 
 
-def _children(value: Any, name: str) -> Iterator[Node]:
+# Every element name declared `[x]` in the R4 resource and data type StructureDefinitions
+# (profiles-resources.json, profiles-types.json): only these have typed JSON keys.
+_CHOICE_NAMES = frozenset(
+    "abatement additive age allowed amount answer asNeeded author born bounds characteristic "
+    "chargeItem code collected content created date deceased defaultValue definingSubstance "
+    "definition detail diagnosis dose doseNumber due duration effective entity event example "
+    "fastingStatus fixed identified indication instances item legallyBinding location "
+    "manufacturer maxValue medication minValue minimumVolume module multipleBirth name occurred "
+    "occurrence offset onset participantEffective pattern performed probability procedure "
+    "product quantity rate reported scheduled seriesDoses serviced source start statusReason "
+    "studyEffective subject substance target time timing topic used value when".split()
+)
+
+
+def _children(value: Any, name: str) -> list[Node]:
     if not isinstance(value, dict):
-        return
-    if name in value:
-        found = value[name]
-        for v in found if isinstance(found, list) else [found]:
-            yield v, None
-        return
-    for t in _CHOICE_TYPES:
-        key = name + t
-        if key in value:
-            found = value[key]
-            for v in found if isinstance(found, list) else [found]:
-                yield v, _TYPE_OF_SUFFIX[t]
-            return
+        return []
+    found = value.get(name)
+    if found is not None:
+        return [(v, None) for v in found] if isinstance(found, list) else [(found, None)]
+    if name not in _CHOICE_NAMES:
+        return []
+    size = len(name)
+    for key, found in value.items():
+        if key.startswith(name) and key[size:] in _TYPE_OF_SUFFIX:
+            kind = _TYPE_OF_SUFFIX[key[size:]]
+            return [(v, kind) for v in found] if isinstance(found, list) else [(found, kind)]
+    return []
 
 
 def _reference_type(value: Any) -> str | None:
@@ -183,7 +196,12 @@ def _type_filter(resource_type: str) -> Step:
 
 
 def _child(name: str) -> Step:
-    return lambda nodes: [c for v, _ in nodes for c in _children(v, name)]
+    def step(nodes: list[Node]) -> list[Node]:
+        if len(nodes) == 1:
+            return _children(nodes[0][0], name)
+        return [c for v, _ in nodes for c in _children(v, name)]
+
+    return step
 
 
 def _cast(type_name: str) -> Step:

@@ -26,6 +26,7 @@ MAX_COUNT = 1000
 MAX_OR_VALUES = 100
 MAX_CHAIN_DEPTH = 4
 MAX_PARAMS = 50
+MAX_VALUE_LENGTH = 4096  # one value; the index keeps at most 1024 characters of any value
 # Bound values in one search's SQL: PostgreSQL takes at most 32767, and a search this large is
 # a denial of service rather than a question (50 parameters of 100 values each already is 5000).
 MAX_TERMS = 12000
@@ -154,6 +155,9 @@ def _values(name: str, raw_value: str, keep_escapes: bool) -> list[str]:
                          f"{MAX_OR_VALUES} may be combined with commas.")
     if any(v == "" for v in values):
         raise BadRequest(f"Parameter '{name}' has an empty value.")
+    if any(len(v) > MAX_VALUE_LENGTH for v in values):  # SQLite refuses LIKE patterns of 50 kB
+        raise BadRequest(f"Parameter '{name}' has a value longer than {MAX_VALUE_LENGTH} "
+                         "characters; nothing indexed is that long.")
     return values
 
 
