@@ -16,6 +16,7 @@ from api.settings import Settings
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     if args.host:
         settings.host = args.host
@@ -23,6 +24,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         settings.port = args.port
     if args.workers:
         settings.workers = args.workers
+    if settings.workers > 1 and make_url(settings.database_url).get_backend_name() == "sqlite":
+        sys.exit("SQLite is the single-process embedded store: run one worker, or use "
+                 "PostgreSQL (CARENET_DATABASE_URL=postgresql://...) for several.")
     if settings.workers > 1:
         asyncio.run(_migrate(settings))  # once, before the workers start
         os.environ["CARENET_MIGRATE_ON_START"] = "false"
