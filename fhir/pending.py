@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -95,26 +96,36 @@ class Pending:
                                                   for r in self.history])
 
     async def _flush_postgres(self, conn: AsyncConnection) -> None:
-        parts: list[str] = []
         params: dict[str, Any] = {}
         if self.clear:
             params["clear"] = sorted(self.clear)
-            for name, table in INDEX_TABLES.items():
-                parts.append(f"d_{name} AS (DELETE FROM {table.name} "
-                             f"WHERE rid = ANY(CAST(:clear AS bigint[])))")
-        tables = [(name, INDEX_TABLES[name], rows) for name, rows in self.rows.items() if rows]
+        tables = [name for name, rows in self.rows.items() if rows]
+        for name in tables:
+            for i in range(len(_COLUMNS[name])):
+                params[f"{name}_{i}"] = [r[i] for r in self.rows[name]]
         if self.history:
-            tables.append(("history", history, self.history))
-        for name, table, rows in tables:
-            cols = _COLUMNS[name] if name != "history" else list(_HISTORY_COLUMNS)
-            arrays = []
-            for i, col in enumerate(cols):
-                key = f"{name}_{i}"
-                params[key] = [r[i] for r in rows]
-                arrays.append(f"CAST(:{key} AS {_pg_type(table.c[col])}[])")
-            parts.append(f"i_{name} AS (INSERT INTO {table.name} ({', '.join(cols)}) "
-                         f"SELECT * FROM unnest({', '.join(arrays)}))")
-        await conn.execute(sa.text(f"WITH {', '.join(parts)} SELECT 1"), params)
+            for i in range(len(_HISTORY_COLUMNS)):
+                params[f"history_{i}"] = [r[i] for r in self.history]
+        statement = _postgres_statement(bool(self.clear), tuple(tables), bool(self.history))
+        await conn.execute(statement, params)
+
+
+@cache
+def _postgres_statement(clear: bool, tables: tuple[str, ...], versions: bool) -> Any:
+    """The one flush statement for this shape of batch (built once per shape)."""
+    parts: list[str] = []
+    if clear:
+        for name, table in INDEX_TABLES.items():
+            parts.append(f"d_{name} AS (DELETE FROM {table.name} "
+                         f"WHERE rid = ANY(CAST(:clear AS bigint[])))")
+    targets = [(name, INDEX_TABLES[name], _COLUMNS[name]) for name in tables]
+    if versions:
+        targets.append(("history", history, list(_HISTORY_COLUMNS)))
+    for name, table, cols in targets:
+        arrays = [f"CAST(:{name}_{i} AS {_pg_type(table.c[col])}[])" for i, col in enumerate(cols)]
+        parts.append(f"i_{name} AS (INSERT INTO {table.name} ({', '.join(cols)}) "
+                     f"SELECT * FROM unnest({', '.join(arrays)}))")
+    return sa.text(f"WITH {', '.join(parts)} SELECT 1")
 
 
 _current: ContextVar[Pending | None] = ContextVar("carenet_pending", default=None)
