@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from functools import partial
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import aiosqlite

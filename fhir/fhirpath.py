@@ -13,7 +13,7 @@ choice element (``value[x]``) names it in its JSON key, which is all the casts n
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 Node = tuple[Any, str | None]

@@ -158,11 +158,13 @@ async def update(conn: AsyncConnection, type_: str, id_: str, body: Any,
         if if_match is not None:
             raise PreconditionFailed(f"If-Match names version {if_match} but {type_}/{id_} "
                                      "does not exist.")
-        try:
-            return Result(201, await _insert_new(conn, body, "PUT"))
-        except IntegrityError:  # created concurrently: update what is there now
-            current = await store.read_current(conn, type_, id_, for_update=True)
-            assert current is not None
+        # ON CONFLICT DO NOTHING, not a savepoint: a concurrent create of the same id makes
+        # this insert a no-op, and the update below then applies to what is there now.
+        created = await store.insert(conn, body, method="PUT", if_absent=True)
+        if created is not None:
+            return Result(201, created)
+        current = await store.read_current(conn, type_, id_, for_update=True)
+        assert current is not None
     return await _replace(conn, current, body, if_match, "PUT")
 
 

@@ -44,6 +44,7 @@ class Pending:
         self.clear: set[int] = set()
         self.rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in INDEX_TABLES}
         self.history: list[tuple[Any, ...]] = []
+        self.prefetched: dict[tuple[str, str], Any] = {}  # (type, id) → Stored | None
 
     def index(self, rid: int, rows: dict[str, list[tuple[Any, ...]]], *, replace: bool) -> None:
         """Queue `rows` as the whole index of `rid` (dropping what it had when `replace`)."""

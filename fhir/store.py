@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
-from typing import Any
+from typing import Any, overload
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fhir import jsontext, pending
@@ -65,9 +66,25 @@ _CURRENT = sa.select(
 )
 
 
+async def prefetch_current(conn: AsyncConnection, keys: list[tuple[str, str]]) -> None:
+    """Read (and lock) the current versions of many resources at once, for the transaction's
+    batch: the next `read_current` of each is answered from it, sparing a round trip each."""
+    batch = pending.current()
+    if batch is None or len(keys) < 2:
+        return
+    found: dict[tuple[str, str], Stored | None] = dict.fromkeys(keys)
+    query = _CURRENT.where(sa.tuple_(resource.c.type, resource.c.id).in_(sorted(set(keys))))
+    for row in (await conn.execute(query.with_for_update())).all():
+        found[(row.type, row.id)] = Stored(*row)
+    batch.prefetched.update(found)
+
+
 async def read_current(conn: AsyncConnection, type_: str, id_: str, *,
                        for_update: bool = False) -> Stored | None:
     """The current version of Type/id (deleted or not), or None if it never existed."""
+    batch = pending.current()
+    if batch is not None and (type_, id_) in batch.prefetched:
+        return batch.prefetched.pop((type_, id_))  # once: later reads see later writes
     query = _CURRENT.where(resource.c.type == type_, resource.c.id == id_)
     if for_update:
         query = query.with_for_update()
@@ -142,15 +159,37 @@ _UPDATE = (resource.update()
                   resource.c.version == sa.bindparam("b_version")))
 
 
-async def insert(conn: AsyncConnection, body: dict[str, Any], *, method: str) -> Stored:
-    """Store `body` (with its id set) as version 1 of a new resource."""
+_INSERT_IF_ABSENT = {
+    name: dialect.insert(resource).on_conflict_do_nothing(index_elements=["type", "id"])
+    .returning(resource.c.rid)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+@overload
+async def insert(conn: AsyncConnection, body: dict[str, Any], *, method: str) -> Stored: ...
+@overload
+async def insert(conn: AsyncConnection, body: dict[str, Any], *, method: str,
+                 if_absent: bool) -> Stored | None: ...
+
+
+async def insert(conn: AsyncConnection, body: dict[str, Any], *, method: str,
+                 if_absent: bool = False) -> Stored | None:
+    """Store `body` (with its id set) as version 1 of a new resource.
+
+    `if_absent`: when Type/id exists already (say, created concurrently), store nothing and
+    return None instead of failing on the unique key.
+    """
     now = _now()
     text = _stamp(body, 1, now)
     rows, patient = _index_rows(body)
-    rid = (await conn.execute(_INSERT, {
+    statement = _INSERT_IF_ABSENT[conn.dialect.name] if if_absent else _INSERT
+    rid = (await conn.execute(statement, {
         "type": body["resourceType"], "id": body["id"], "version": 1, "last_updated": now,
         "deleted": False, "patient_id": patient, "security": _security(body), "content": text,
-    })).scalar_one()
+    })).scalar_one_or_none()
+    if rid is None:
+        return None
     stored = Stored(rid, body["resourceType"], body["id"], 1, now, False, text)
     await _record(conn, stored, method, rows, replace=False)
     return stored

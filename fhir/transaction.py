@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fhir import bundles, interactions, jsontext, pending, search
+from fhir import bundles, interactions, jsontext, pending, search, store
 from fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound, PreconditionFailed
 from fhir.interactions import Result
 from fhir.registry import registry
@@ -198,7 +198,8 @@ def _patch_body(resource: Any) -> Any:
     raise BadRequest("A PATCH entry carries its JSON Patch as a Binary resource.")
 
 
-def _response(e: Entry, result: Result | None, body: Any, base: str) -> dict[str, Any]:
+def _response(e: Entry, result: Result | None, body: Any, base: str,
+              minimal: bool = False) -> dict[str, Any]:
     if result is None:
         return {"resource": body, "response": {"status": "200 OK"}}
     out: dict[str, Any] = {"response": {"status": STATUS_TEXT.get(result.status,
@@ -209,8 +210,8 @@ def _response(e: Entry, result: Result | None, body: Any, base: str) -> dict[str
         out["response"].update(etag=stored.etag, lastModified=stored.instant)
         if e.method in ("POST", "PUT", "PATCH"):
             out["response"]["location"] = f"{stored.type}/{stored.id}/_history/{stored.version}"
-        if stored.content is not None and e.method != "DELETE":
-            out["resource"] = jsontext.loads(stored.content)
+        if stored.content is not None and e.method != "DELETE" and not minimal:
+            out["resource"] = orjson.Fragment(stored.content)  # the stored text, unparsed
     return out
 
 
@@ -220,7 +221,8 @@ class _LostRace(Exception):
     entry with the same criteria. Args: the entry and the id found."""
 
 
-async def transaction(conn: AsyncConnection, bundle: Any, base: str) -> dict[str, Any]:
+async def transaction(conn: AsyncConnection, bundle: Any, base: str,
+                      minimal: bool = False) -> dict[str, Any]:
     """Run a transaction Bundle in `conn`'s transaction; raise on the first failing entry.
 
     On PostgreSQL each attempt runs in a savepoint; one whose conditional create lost a race
@@ -237,9 +239,9 @@ async def transaction(conn: AsyncConnection, bundle: Any, base: str) -> dict[str
         try:
             if original is None:
                 async with pending.batched(conn):
-                    return await _transaction(conn, bundle, base)
+                    return await _transaction(conn, bundle, base, minimal)
             async with conn.begin_nested(), pending.batched(conn):
-                return await _transaction(conn, jsontext.loads(original), base)
+                return await _transaction(conn, jsontext.loads(original), base, minimal)
         except _LostRace as lost:
             e, found = lost.args
     raise PreconditionFailed(
@@ -249,9 +251,12 @@ async def transaction(conn: AsyncConnection, bundle: Any, base: str) -> dict[str
         expression=f"Bundle.entry[{e.index}]")
 
 
-async def _transaction(conn: AsyncConnection, bundle: Any, base: str) -> dict[str, Any]:
+async def _transaction(conn: AsyncConnection, bundle: Any, base: str,
+                       minimal: bool) -> dict[str, Any]:
     entries = parse_entries(bundle, "transaction")
     mapping = await _resolve(conn, entries)
+    await store.prefetch_current(conn, [(e.type, e.id) for e in entries
+                                        if e.method == "PUT" and e.id and not e.params])
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT"):
             try:
@@ -272,11 +277,12 @@ async def _transaction(conn: AsyncConnection, bundle: Any, base: str) -> dict[st
         if (e.method == "POST" and e.if_none_exist and result is not None
                 and result.stored is not None and result.stored.id != e.id):
             raise _LostRace(e, result.stored.id)
-        responses[e.index] = _response(e, result, body, base)
+        responses[e.index] = _response(e, result, body, base, minimal)
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
 
 
-async def batch(open_write: Callable[[], Any], bundle: Any, base: str) -> dict[str, Any]:
+async def batch(open_write: Callable[[], Any], bundle: Any, base: str,
+                minimal: bool = False) -> dict[str, Any]:
     """Run a batch Bundle: each entry alone, in its own transaction, failures reported inline."""
     entries = parse_entries(bundle, "batch")
     responses = []
@@ -284,7 +290,7 @@ async def batch(open_write: Callable[[], Any], bundle: Any, base: str) -> dict[s
         try:
             async with open_write() as conn:
                 result, body = await _run_entry(conn, e, base)
-            responses.append(_response(e, result, body, base))
+            responses.append(_response(e, result, body, base, minimal))
         except FhirError as exc:
             responses.append({"response": {"status": str(exc.status), "outcome": exc.outcome()}})
     return {"resourceType": "Bundle", "type": "batch-response", "entry": responses}

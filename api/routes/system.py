@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.deps import DbDep, SettingsDep
-from api.http import base_url, fhir_response, read_json
+from api.http import base_url, fhir_response, prefer, read_json
 from fhir import jsontext, transaction
 from fhir.capability import capability_statement
 from fhir.errors import BadRequest
@@ -32,11 +32,12 @@ async def bundle(request: Request, db: DbDep, settings: SettingsDep) -> Response
     body = await read_json(request, settings.max_body_bytes)
     kind = body.get("type") if isinstance(body, dict) else None
     base = base_url(request)
+    minimal = prefer(request, "return") == "minimal"  # entries without their resources
     if kind == "transaction":
         async with db.write() as conn:
-            result = await transaction.transaction(conn, body, base)
+            result = await transaction.transaction(conn, body, base, minimal)
     elif kind == "batch":
-        result = await transaction.batch(db.write, body, base)
+        result = await transaction.batch(db.write, body, base, minimal)
     else:
         raise BadRequest("POST to the base takes a Bundle of type 'batch' or 'transaction', "
                          f"not {kind!r}.", expression="Bundle.type")

@@ -90,7 +90,7 @@ async def post_bundle(client: httpx.AsyncClient, body: bytes) -> str | None:
     for attempt in range(RETRIES):
         try:
             response = await client.post("", content=body, headers={
-                "Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+                "Content-Type": FHIR_JSON, "Accept": FHIR_JSON, "Prefer": "return=minimal"})
         except httpx.TransportError as exc:
             if attempt == RETRIES - 1:
                 return f"{type(exc).__name__}: {exc}"

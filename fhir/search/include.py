@@ -6,7 +6,6 @@ MAX_INCLUDED resources, so `_include:iterate=*` over a cyclic graph ends.
 
 from __future__ import annotations
 
-
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 

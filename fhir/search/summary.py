@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from fhir import jsontext
 
