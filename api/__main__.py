@@ -55,6 +55,29 @@ async def _migrate(settings: Settings) -> None:
         await db.dispose()
 
 
+async def _register_client(settings: Settings, source: str) -> int:
+    import json
+
+    from consent.clients import register
+    from consent.oauth_errors import OAuth2Error
+    from fhir.db import Database
+    from fhir.migrate import upgrade
+
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    db = Database(settings.database_url)
+    try:
+        await upgrade(db.engine)
+        async with db.write() as conn:
+            registered = await register(conn, json.loads(text))
+    except (ValueError, OAuth2Error) as exc:
+        print(f"not registered: {getattr(exc, 'description', None) or exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    print(json.dumps(registered, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m api", description="carenet")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--demo", action="store_true",
                        help="load the 2,000-patient synthetic demo network if there is no Patient")
     sub.add_parser("migrate", help="bring the database schema up to date")
+    client = sub.add_parser("register-client",
+                            help="register an OAuth client from RFC 7591 metadata (JSON), "
+                                 "also when /oauth/register is closed")
+    client.add_argument("metadata", help="a JSON file, or - for standard input")
     from api.synthetic.cli import add_seed_parser, run_seed
 
     add_seed_parser(sub)
@@ -76,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_migrate(settings))
     elif args.command == "seed":
         sys.exit(run_seed(args))
+    elif args.command == "register-client":
+        sys.exit(asyncio.run(_register_client(settings, args.metadata)))
 
 
 if __name__ == "__main__":

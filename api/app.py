@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api import errors
+from api import errors, oauth
 from api.fastpath import FastRead
 from api.http import FHIR_PREFIX, check_accept
 from api.routes import record, search, system
@@ -39,7 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     errors.install(app)
+    oauth.install(app)
     app.add_middleware(FastRead)
+    # The authorisation server first: /fhir/.well-known/... must not reach [type]/[id].
+    app.include_router(oauth.router)
     # Order matters: fixed paths (metadata, _history, _search) before [type]/[id].
     for routes in (system.router, search.router, record.router):
         app.include_router(routes, prefix=FHIR_PREFIX, dependencies=[Depends(check_accept)])

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from api.http import error_response, outcome_response
+from api.oauth.responses import is_oauth_path, oauth_http_error
 from fhir.errors import FhirError
 
 log = logging.getLogger("carenet")
@@ -39,6 +40,8 @@ def _allowed(request: Request) -> str:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     headers = getattr(exc, "headers", None)
+    if is_oauth_path(request.url.path):  # the OAuth endpoints answer in RFC 6749's shape
+        return oauth_http_error(exc.status_code, str(exc.detail), _allowed(request))
     if exc.status_code == 404:
         message = f"No FHIR endpoint at {request.url.path}."
     elif exc.status_code == 405:

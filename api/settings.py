@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from consent.trust import TrustedIssuer
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CARENET_", extra="ignore")
@@ -20,3 +22,28 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = 30_000
     migrate_on_start: bool = True
     log_level: str = "info"
+
+    # SMART on FHIR authorisation server (api/oauth/, consent/). The issuer is the server
+    # root: by default base_url without /fhir, or each request's own root.
+    issuer: str | None = None
+    access_token_seconds: int = 3600
+    refresh_token_seconds: int = 30 * 86400
+    auth_code_seconds: int = 60
+    launch_seconds: int = 300
+    # Sign in as any seeded Patient or Practitioner without a password, for trying the API.
+    # None: on for the embedded SQLite database, off for PostgreSQL.
+    demo_login: bool | None = None
+    # Anyone may register a client at /oauth/register. None: the same as demo login.
+    open_registration: bool | None = None
+    # External OpenID Connect providers whose tokens are accepted (JSON list; see README).
+    trusted_issuers: list[TrustedIssuer] = []
+
+    def demo_login_enabled(self) -> bool:
+        if self.demo_login is not None:
+            return self.demo_login
+        return self.database_url.startswith("sqlite")
+
+    def registration_open(self) -> bool:
+        if self.open_registration is not None:
+            return self.open_registration
+        return self.demo_login_enabled()

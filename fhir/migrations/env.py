@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import consent.oauth_schema  # noqa: F401  (its tables share the metadata)
 from fhir.schema import metadata
 
 connection = context.config.attributes["connection"]

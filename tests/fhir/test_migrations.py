@@ -8,6 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+import consent.oauth_schema  # noqa: F401  (the authorisation server's tables, same metadata)
 from fhir.db import Database
 from fhir.migrate import upgrade
 from fhir.schema import metadata
