@@ -183,11 +183,15 @@ async def insert(conn: AsyncConnection, body: dict[str, Any], *, method: str,
     now = _now()
     text = _stamp(body, 1, now)
     rows, patient = _index_rows(body)
-    statement = _INSERT_IF_ABSENT[conn.dialect.name] if if_absent else _INSERT
-    rid = (await conn.execute(statement, {
+    values = {
         "type": body["resourceType"], "id": body["id"], "version": 1, "last_updated": now,
         "deleted": False, "patient_id": patient, "security": _security(body), "content": text,
-    })).scalar_one_or_none()
+    }
+    if not if_absent and pending.current() is None and conn.dialect.name == "postgresql":
+        rid = await pending.insert_postgres(conn, values, rows, method)
+        return Stored(rid, body["resourceType"], body["id"], 1, now, False, text)
+    statement = _INSERT_IF_ABSENT[conn.dialect.name] if if_absent else _INSERT
+    rid = (await conn.execute(statement, values)).scalar_one_or_none()
     if rid is None:
         return None
     stored = Stored(rid, body["resourceType"], body["id"], 1, now, False, text)
