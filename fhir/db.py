@@ -63,6 +63,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._read_engine = (self.engine if self.is_sqlite else
+                             self.engine.execution_options(isolation_level="AUTOCOMMIT"))
         # SQLite has one writer: writers queue here instead of failing with "database is locked".
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._pool_size = pool_size
@@ -86,8 +88,11 @@ class Database:
         )
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+    async def read(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection for reading, outside any transaction on PostgreSQL (autocommit):
+        a read then costs no BEGIN and ROLLBACK round trips. `snapshot`: in one transaction
+        (what a server-side cursor, `conn.stream`, needs)."""
+        async with (self.engine if snapshot else self._read_engine).connect() as conn:
             yield conn
 
     @asynccontextmanager

@@ -115,7 +115,7 @@ async def patient_everything(id_: str, request: Request, db: DbDep) -> Response:
     base = base_url(request)
 
     async def body() -> AsyncIterator[bytes]:
-        async with db.read() as conn:  # held open until the last byte is written
+        async with db.read(snapshot=True) as conn:  # open until the last byte is written
             stop = await everything.next_page(conn, query)
             links = {"self": query.link()}
             if stop is not None:

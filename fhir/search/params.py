@@ -18,6 +18,7 @@ from fhir.errors import BadRequest
 from fhir.registry import SearchParam, registry
 from fhir.schema import INDEX_TABLES, resource
 from fhir.search import paging
+from fhir.search.aliases import alias, numbering
 from fhir.search.predicates import BUILDERS, date_condition, exists, no_modifier
 from fhir.search.values import split_values
 
@@ -76,6 +77,11 @@ class SearchQuery:
 
 def parse(type_: str, params: list[tuple[str, str]], *, lenient: bool = False) -> SearchQuery:
     """Turn (name, value) pairs into a SearchQuery; unknown names are a 400 unless lenient."""
+    with numbering():
+        return _parse(type_, params, lenient)
+
+
+def _parse(type_: str, params: list[tuple[str, str]], lenient: bool) -> SearchQuery:
     if len(params) > MAX_PARAMS:
         raise BadRequest(f"A search may have at most {MAX_PARAMS} parameters.")
     query = SearchQuery(type=type_)
@@ -195,8 +201,8 @@ def _chain(type_: str, row: Any, name: str, modifier: str | None, rest: str, val
         else:
             key = (sp_t.type, sp_t.targets) if sp_t is not None else "table"
         groups.setdefault(key, []).append(t)
-    ref = INDEX_TABLES["reference"].alias()
-    target = resource.alias()
+    ref = alias(INDEX_TABLES["reference"])
+    target = alias(resource)
     per_type = [sa.and_(target.c.type.in_(ts) if len(ts) > 1 else target.c.type == ts[0],
                         filter_condition(ts[0], target, rest, value, depth=depth + 1))
                 for ts in groups.values()]
@@ -219,8 +225,8 @@ def _reverse_chain(type_: str, row: Any, raw_name: str, value: str, depth: int) 
     sp = _reference_param(source, param)
     if sp.targets and type_ not in sp.targets:
         raise BadRequest(f"'{param}' of {source} never points at a {type_}.")
-    ref = INDEX_TABLES["reference"].alias()
-    other = resource.alias()
+    ref = alias(INDEX_TABLES["reference"])
+    other = alias(resource)
     return sa.exists().where(
         ref.c.param == param, ref.c.target_type == type_, ref.c.target_id == row.c.id,
         other.c.rid == ref.c.rid, other.c.type == source, other.c.deleted.is_(False),

@@ -19,6 +19,7 @@ from fhir.errors import BadRequest
 from fhir.index import normalise
 from fhir.registry import SearchParam
 from fhir.schema import INDEX_TABLES
+from fhir.search.aliases import alias
 from fhir.search.values import like_escape, split_prefix, split_unescaped
 
 Builder = Callable[[Any, SearchParam, str | None, list[str]], Any]
@@ -27,7 +28,7 @@ Builder = Callable[[Any, SearchParam, str | None, list[str]], Any]
 def exists(rid: Any, table_name: str, code: str,
            conditions: Callable[[Any], list[Any]] | None = None) -> Any:
     """EXISTS (an index row of `code` for row `rid` meeting any of `conditions`)."""
-    c = INDEX_TABLES[table_name].alias().c
+    c = alias(INDEX_TABLES[table_name]).c
     where = [c.rid == rid, c.param == code]
     if conditions is not None:
         where.append(sa.or_(*conditions(c)))
