@@ -8,6 +8,7 @@ ids first and rewritten in every resource. A batch runs each entry in its own tr
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -188,8 +189,6 @@ async def _run_entry(conn: AsyncConnection, e: Entry, base: str) -> tuple[Result
 
 def _patch_body(resource: Any) -> Any:
     """A JSON Patch in a Bundle travels as a Binary whose data is the patch, base64."""
-    import base64
-
     if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
         try:
             return jsontext.loads(base64.b64decode(resource.get("data", "")))

@@ -32,21 +32,19 @@ def criteria(request: Request) -> list[tuple[str, str]]:
 
 
 @router.get("/{type_}/{id_}")
-async def read(type_: str, id_: str, db: DbDep) -> Response:
+async def read(type_: str, id_: str, request: Request, db: DbDep) -> Response:
     known_type(type_)
     async with db.read() as conn:
         stored = await interactions.read(conn, type_, id_)
-    return Response(content=stored.content, media_type="application/fhir+json; charset=utf-8",
-                    headers={"ETag": stored.etag, "Last-Modified": stored.last_modified})
+    return resource_response(request, stored)
 
 
 @router.get("/{type_}/{id_}/_history/{vid}")
-async def vread(type_: str, id_: str, vid: str, db: DbDep) -> Response:
+async def vread(type_: str, id_: str, vid: str, request: Request, db: DbDep) -> Response:
     known_type(type_)
     async with db.read() as conn:
         stored = await interactions.vread(conn, type_, id_, vid)
-    return Response(content=stored.content, media_type="application/fhir+json; charset=utf-8",
-                    headers={"ETag": stored.etag, "Last-Modified": stored.last_modified})
+    return resource_response(request, stored)
 
 
 @router.post("/{type_}")
