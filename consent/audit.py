@@ -7,7 +7,10 @@ Audit Log Patterns (https://profiles.ihe.net/ITI/BALP/), stored as an ordinary r
   is created for every Patient identified in the resulting search set"). It is also what makes
   "who looked at my record" work: the store files an AuditEvent under one patient
   (`resource.patient_id`, its Patient compartment through the `patient` parameter), and a
-  patient reads only AuditEvents filed under their own id (consent/policy.py).
+  patient reads only AuditEvents filed under their own id (consent/policy.py). The `patient`
+  parameter takes agent.who before entity.what, so an event whose user is a patient is filed
+  under that patient: a patient's refused attempt at another record is in their own log (and
+  the privacy officer's), not in the other patient's.
 - `write(conn, records)`: stores them inside the caller's transaction: a write and its audit
   commit together, and a failed audit write fails the write.
 - `AuditLog`: reads audit through a buffer, written by a background task in batches, retried
@@ -182,10 +185,15 @@ def _client_agent(client_id: str | None, source_ip: str | None) -> dict[str, Any
     return agent
 
 
-_SERVER_AGENT = {"type": {"coding": [_coding(DICOM, "110152", "Destination Role ID")]},
-                 "who": {"display": SERVER}, "requestor": False}
-_SOURCE = {"site": SERVER, "observer": {"display": SERVER},
-           "type": [_coding(SOURCE_TYPE, "4", "Application Server")]}
+def _server_agent() -> dict[str, Any]:
+    """BALP: the server is the Destination Role ID (DICOM 110152)."""
+    return {"type": {"coding": [_coding(DICOM, "110152", "Destination Role ID")]},
+            "who": {"display": SERVER}, "requestor": False}
+
+
+def _source() -> dict[str, Any]:
+    return {"site": SERVER, "observer": {"display": SERVER},
+            "type": [_coding(SOURCE_TYPE, "4", "Application Server")]}
 
 
 def _query_bytes(query: str) -> bytes:
@@ -220,7 +228,7 @@ def event(record: AuditRecord, patient_id: str | None = None) -> dict[str, Any]:
     """The AuditEvent (no id yet) of `record` for one patient it touched (or for none)."""
     agents = principal_agents(record.principal, record.interaction) if record.principal else []
     client = record.client_id or (record.principal.client_id if record.principal else None)
-    agents += [_client_agent(client, record.source_ip), _SERVER_AGENT]
+    agents += [_client_agent(client, record.source_ip), _server_agent()]
     body: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "type": _coding(EVENT_TYPE, "rest", "Restful Operation"),
@@ -230,11 +238,11 @@ def event(record: AuditRecord, patient_id: str | None = None) -> dict[str, Any]:
         "outcome": record.outcome,
         "purposeOfEvent": _purpose(record),
         "agent": agents,
-        "source": _SOURCE,
+        "source": _source(),
         "entity": _entities(record, patient_id),
     }
     if record.principal is not None:
-        agents[0]["purposeOfUse"] = body["purposeOfEvent"]
+        agents[0]["purposeOfUse"] = _purpose(record)
     if record.status >= 400:
         body["outcomeDesc"] = _text(f"{record.status} {record.message or ''}".strip())
     if not body["entity"]:
@@ -244,8 +252,11 @@ def event(record: AuditRecord, patient_id: str | None = None) -> dict[str, Any]:
 
 def events(record: AuditRecord) -> list[dict[str, Any]]:
     """One AuditEvent per patient `record` touched, or one for no patient."""
-    ids = list(dict.fromkeys(record.patient_ids))
-    return [event(record, pid) for pid in ids] if ids else [event(record)]
+    return [event(record, patient_id) for patient_id in _patients(record)]
+
+
+def _patients(record: AuditRecord) -> list[str | None]:
+    return list(dict.fromkeys(record.patient_ids)) or [None]
 
 
 async def write(conn: AsyncConnection, records: Iterable[AuditRecord]) -> list[str]:
@@ -254,22 +265,20 @@ async def write(conn: AsyncConnection, records: Iterable[AuditRecord]) -> list[s
     A successful ETREAT record also raises its break-glass alert (`break_glass_alert`), once
     per session.
     """
-    ids: list[str] = []
+    planned = [(record, patient_id, event(record, patient_id)) for record in records
+               for patient_id in _patients(record)]
     alerts: list[tuple[AuditRecord, str, str]] = []
     async with contextlib.AsyncExitStack() as stack:
-        if pending.current() is None:  # one flush of index and history rows for them all
+        if len(planned) > 1 and pending.current() is None:  # one flush for all their rows
             await stack.enter_async_context(pending.batched(conn))
-        for record in records:
-            for patient_id in list(dict.fromkeys(record.patient_ids)) or [None]:
-                body = event(record, patient_id)
-                body["id"] = interactions.new_id()
-                await store.insert(conn, body, method="POST")
-                ids.append(body["id"])
-                if record.purpose == "ETREAT" and record.status < 400 and patient_id:
-                    alerts.append((record, patient_id, body["id"]))
+        for record, patient_id, body in planned:
+            body["id"] = interactions.new_id()
+            await store.insert(conn, body, method="POST")
+            if record.purpose == "ETREAT" and record.status < 400 and patient_id:
+                alerts.append((record, patient_id, body["id"]))
     for record, patient_id, audit_id in alerts:
         await break_glass_alert(conn, record, patient_id, audit_id=audit_id)
-    return ids
+    return [body["id"] for _, _, body in planned]
 
 
 def _session_key(record: AuditRecord, patient_id: str) -> str:

@@ -22,7 +22,7 @@ from consent import audit
 from consent.audit import AuditLog, AuditRecord, AuditUnavailable
 from consent.policy import search_filter
 from consent.principals import AccessContext, BreakGlass, Kind, Principal, Role
-from fhir import search
+from fhir import interactions, pending, search
 from fhir.schema import resource
 from fhir.validation import check_resource
 
@@ -196,14 +196,29 @@ async def test_a_patient_finds_exactly_the_events_of_their_record(app: Any, tag:
     assert {e["id"] for e in found} == {written[i] for i in (2, 3, 6)}
 
 
-async def test_an_audit_written_in_a_failed_transaction_is_gone(app: Any, tag: str) -> None:
-    [p] = ids(tag, "p")
+async def test_a_write_and_its_audit_commit_or_fail_together(app: Any, tag: str) -> None:
+    p, q = ids(tag, "p", "q")
+
+    async def create_and_audit(conn: AsyncConnection, patient_id: str) -> None:
+        body = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
+                "subject": {"reference": f"Patient/{patient_id}"}}
+        async with pending.batched(conn):  # as a transaction Bundle's writes are
+            made = await interactions.create(conn, "Observation", body)
+            assert made.stored is not None
+            await audit.write(conn, [AuditRecord(gp(), "create", "Observation", made.stored.id,
+                                                 patient_ids=(patient_id,), status=201)])
+
     with pytest.raises(RuntimeError):
         async with app.state.db.write() as conn:
-            await audit.write(conn, [AuditRecord(gp(), "create", "Observation", "o1",
-                                                 patient_ids=(p,), status=201)])
-            raise RuntimeError("the write after it failed")
-    assert await stored(app, "AuditEvent", p) == []
+            await create_and_audit(conn, p)
+            raise RuntimeError("the request failed after both were written")
+    assert await stored(app, "AuditEvent", p) == [] and await stored(app, "Observation", p) == []
+    async with app.state.db.write() as conn:
+        await create_and_audit(conn, q)
+    [observation] = await stored(app, "Observation", q)
+    [event] = await stored(app, "AuditEvent", q)
+    assert entity(event, "4")[0]["what"] == {"reference": f"Observation/{observation['id']}"}
+    assert event["action"] == "C" and event["agent"][0]["type"]["coding"][1]["code"] == "AGNT"
 
 
 async def test_break_glass_raises_one_flag_per_session(app: Any, tag: str) -> None:
