@@ -11,6 +11,9 @@ The referenced resources are those of the compartment resources that pass `start
 `_type` and `_since` then filter the whole answer. References are followed one step, through
 the reference index (so through a reference some search parameter covers).
 
+Only rows the caller may see (`EverythingQuery.visible`) are paged and returned, and
+references are followed only from those: a hidden resource does not reveal what it points at.
+
 A page is read with a server-side cursor (`rows`) and written as it is read
 (`fhir.bundles.searchset_stream`), so memory stays flat however large the page or record.
 """
@@ -33,6 +36,7 @@ from fhir.registry import registry
 from fhir.schema import INDEX_TABLES, resource
 from fhir.search import compartment, paging
 from fhir.search.params import DEFAULT_COUNT, MAX_COUNT
+from fhir.visibility import Visibility, conditions
 
 Row = tuple[int, str, str, str]  # rid, type, id, content
 STREAM_BATCH = 32  # rows fetched from the server-side cursor at a time
@@ -73,6 +77,7 @@ class EverythingQuery:
     count: int = DEFAULT_COUNT
     first: int | None = None  # the row id this page starts at (from _cursor)
     accepted: list[tuple[str, str]] = field(default_factory=list)
+    visible: Visibility | None = None  # the caller's filter; never in `link`
 
     @property
     def path(self) -> str:
@@ -93,9 +98,11 @@ def _date(name: str, value: str) -> tuple[float, float]:
         raise BadRequest(f"{name}: {exc}.") from None
 
 
-def parse(patient_id: str, params: list[tuple[str, str]]) -> EverythingQuery:
-    """The $everything request for `patient_id` from its query parameters (400 when wrong)."""
-    query = EverythingQuery(patient_id)
+def parse(patient_id: str, params: list[tuple[str, str]], *,
+          visible: Visibility | None = None) -> EverythingQuery:
+    """The $everything request for `patient_id` from its query parameters (400 when wrong),
+    answered with the rows `visible` lets the caller see (None: every row)."""
+    query = EverythingQuery(patient_id, visible=visible)
     seen: set[str] = set()
     for name, value in params:
         if name in ("_format", "_pretty"):
@@ -183,10 +190,22 @@ def _in_window(start: bool, end: bool) -> Any:
 
 @lru_cache(maxsize=32)
 def _statements(start: bool, end: bool, types: bool, since: bool) -> tuple[Any, Any]:
-    """(the next page's first row id, this page's rows) for one shape of request.
+    """The statements of a caller who sees every row, built once per shape of request."""
+    return _build(start, end, types, since, None)
+
+
+def _build(start: bool, end: bool, types: bool, since: bool,
+           visible: Visibility | None) -> tuple[Any, Any]:
+    """(the next page's first row id, this page's rows) for one shape of request, of the
+    rows `visible` lets the caller see.
 
     Bound: pid, first, count, stop, and start / end / types / since when present."""
-    members = compartment.members(_PID, _in_window(start, end)).cte("members")
+    window = _in_window(start, end)
+
+    def keep(row: Any) -> Any:
+        return sa.and_(*([window(row)] if window else []), *conditions(visible, row, None))
+
+    members = compartment.members(_PID, keep if window or visible else None).cte("members")
     ref = INDEX_TABLES["reference"].alias()
     target = resource.alias()
     referenced = (sa.select(target.c.rid)
@@ -196,7 +215,7 @@ def _statements(start: bool, end: bool, types: bool, since: bool) -> tuple[Any, 
                          target.c.patient_id.is_(None), target.c.deleted.is_(False)))
     ids = sa.union_all(sa.select(members.c.rid), referenced).subquery("everything")
     where = [resource.c.rid.in_(sa.select(ids.c.rid)), resource.c.deleted.is_(False),
-             resource.c.rid >= _FIRST]
+             resource.c.rid >= _FIRST, *conditions(visible, resource, None)]
     if types:
         where.append(resource.c.type.in_(_TYPES))
     if since:
@@ -210,8 +229,11 @@ def _statements(start: bool, end: bool, types: bool, since: bool) -> tuple[Any, 
 
 
 def _bound(query: EverythingQuery, stop: int | None = None) -> tuple[Any, Any, dict[str, Any]]:
-    boundary, page = _statements(query.start is not None, query.end is not None,
-                                 query.types is not None, query.since is not None)
+    shape = (query.start is not None, query.end is not None, query.types is not None,
+             query.since is not None)
+    # A caller's filter is its own: its statements are built for it, never cached.
+    boundary, page = (_statements(*shape) if query.visible is None
+                      else _build(*shape, query.visible))
     values: dict[str, Any] = {"pid": query.patient_id, "first": query.first or 0,
                               "count": query.count,
                               "stop": stop if stop is not None else _NO_STOP}

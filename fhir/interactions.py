@@ -26,6 +26,7 @@ from fhir.schema import conditional_key, resource
 from fhir.schema import history as history_table
 from fhir.store import Stored
 from fhir.validation import check_resource
+from fhir.visibility import Visibility, conditions
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 CONDITIONAL_RETRIES = 5
@@ -240,20 +241,31 @@ async def conditional_delete(conn: AsyncConnection, type_: str,
 
 
 async def history(conn: AsyncConnection, *, type_: str | None, id_: str | None,
-                  since: float | None, count: int, before: int | None) -> tuple[list[Any], int | None]:
-    """Versions newest first: [(hid, type, id, version, last_updated, method, deleted, content)]."""
+                  since: float | None, count: int, before: int | None,
+                  visible: Visibility | None = None) -> tuple[list[Any], int | None]:
+    """Versions newest first: [(hid, type, id, version, last_updated, method, deleted, content)].
+
+    `visible`: only versions of resources whose current row the caller may see (what a
+    version shows is judged as the resource stands now); an instance it may not see is
+    NotFound, as an unknown one."""
     h = history_table
     await pending.settle(conn)
     stmt = sa.select(h.c.hid, h.c.type, h.c.id, h.c.version, h.c.last_updated, h.c.method,
                      h.c.deleted, h.c.content)
     if id_ is not None and type_ is not None:
         rid = (await conn.execute(sa.select(resource.c.rid).where(
-            resource.c.type == type_, resource.c.id == check_id(id_)))).scalar_one_or_none()
+            resource.c.type == type_, resource.c.id == check_id(id_),
+            *conditions(visible, resource, type_)))).scalar_one_or_none()
         if rid is None:
             raise NotFound(f"{type_}/{id_} is not known.")
         stmt = stmt.where(h.c.rid == rid)
-    elif type_ is not None:
-        stmt = stmt.where(h.c.type == type_)
+    else:
+        if type_ is not None:
+            stmt = stmt.where(h.c.type == type_)
+        if visible is not None:
+            current = resource.alias()
+            stmt = stmt.join_from(h, current, current.c.rid == h.c.rid).where(
+                visible(current, type_))
     if since is not None:
         stmt = stmt.where(h.c.last_updated >= since)
     if before is not None:

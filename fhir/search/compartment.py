@@ -69,9 +69,10 @@ def _groups() -> list[tuple[tuple[str, ...], list[str]]]:
 
 def members(patient_id: str, extra: Any = None) -> sa.CompoundSelect:
     """The row ids of every current resource in the compartment of Patient/`patient_id`,
-    the Patient itself included. `extra(row)` may add conditions on each member's row
-    (a clinical date window, say). Driven by the reference index's (param, target) lookup,
-    so its cost follows the size of this patient's record, not of the database."""
+    the Patient itself included. `extra(row)` may add conditions on each member's row, the
+    Patient's too (a clinical date window, what the caller may see). Driven by the reference
+    index's (param, target) lookup, so its cost follows the size of this patient's record,
+    not of the database."""
     ref = INDEX_TABLES["reference"].alias()
     row = resource.alias()
     groups = _groups()
@@ -85,5 +86,6 @@ def members(patient_id: str, extra: Any = None) -> sa.CompoundSelect:
                      *([extra(row)] if extra is not None else [])))
     me = resource.alias()
     itself = sa.select(me.c.rid).where(me.c.type == "Patient", me.c.id == patient_id,
-                                       me.c.deleted.is_(False))
+                                       me.c.deleted.is_(False),
+                                       *([extra(me)] if extra is not None else []))
     return sa.union(itself, linked)

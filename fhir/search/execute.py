@@ -13,6 +13,7 @@ from fhir.errors import BadRequest
 from fhir.schema import resource
 from fhir.search import include, paging
 from fhir.search.params import SearchQuery, parse
+from fhir.visibility import Visibility, conditions
 
 Row = tuple[int, str, str, str]  # rid, type, id, content
 
@@ -26,8 +27,10 @@ class Page:
 
 
 def where(query: SearchQuery, extra: list[Any] | None = None) -> list[Any]:
+    """The matches: of the type, current, meeting every condition, and visible to the caller
+    (`query.visible`), so what is paged, counted and included from is what it may see."""
     return [resource.c.type == query.type, resource.c.deleted.is_(False), *query.conditions,
-            *(extra or [])]
+            *conditions(query.visible, resource, query.type), *(extra or [])]
 
 
 async def count(conn: AsyncConnection, query: SearchQuery, extra: list[Any] | None = None) -> int:
@@ -67,11 +70,12 @@ async def run(conn: AsyncConnection, query: SearchQuery,
 
 
 async def match_ids(conn: AsyncConnection, type_: str, params: list[tuple[str, str]],
-                    limit: int = 2) -> list[str]:
-    """Ids of up to `limit` current resources matching a conditional query (strict parsing)."""
+                    limit: int = 2, *, visible: Visibility | None = None) -> list[str]:
+    """Ids of up to `limit` current resources matching a conditional query (strict parsing),
+    among those `visible` lets the caller see."""
     if not params:
         raise BadRequest("A conditional request needs at least one search parameter.")
-    query = parse(type_, params)
+    query = parse(type_, params, visible=visible)
     await pending.settle(conn)
     if not query.conditions:
         raise BadRequest("A conditional request needs at least one search criterion.")

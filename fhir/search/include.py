@@ -1,7 +1,8 @@
 """`_include` and `_revinclude` (with :iterate): the resources a page points at or is pointed at by.
 
 https://hl7.org/fhir/R4/search.html#include. Bounded: at most MAX_ITERATE rounds and
-MAX_INCLUDED resources, so `_include:iterate=*` over a cyclic graph ends.
+MAX_INCLUDED resources, so `_include:iterate=*` over a cyclic graph ends. Only rows the
+query's caller may see (`SearchQuery.visible`) are included, or iterated from.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from fhir.registry import registry
 from fhir.schema import INDEX_TABLES, resource
 from fhir.search.params import Include, SearchQuery
+from fhir.visibility import Visibility, conditions
 
 MAX_ITERATE = 3
 MAX_INCLUDED = 1000
@@ -25,7 +27,7 @@ def _ref_params(source: str, include: Include) -> list[str]:
 
 
 async def _forward(conn: AsyncConnection, frontier: list[Row], include: Include,
-                   limit: int) -> list[Row]:
+                   limit: int, visible: Visibility | None) -> list[Row]:
     rids = [r[0] for r in frontier if include.param == "*" or r[1] == include.source]
     if not rids:
         return []
@@ -35,7 +37,8 @@ async def _forward(conn: AsyncConnection, frontier: list[Row], include: Include,
     stmt = (sa.select(target.c.rid, target.c.type, target.c.id, target.c.content)
             .select_from(ref.join(target, sa.and_(target.c.type == ref.c.target_type,
                                                   target.c.id == ref.c.target_id)))
-            .where(ref.c.rid.in_(rids), target.c.deleted.is_(False))
+            .where(ref.c.rid.in_(rids), target.c.deleted.is_(False),
+                   *conditions(visible, target, include.target))
             .distinct().limit(limit))
     if include.param != "*":
         stmt = stmt.where(ref.c.param == include.param)
@@ -49,7 +52,7 @@ async def _forward(conn: AsyncConnection, frontier: list[Row], include: Include,
 
 
 async def _reverse(conn: AsyncConnection, frontier: list[Row], include: Include,
-                   limit: int) -> list[Row]:
+                   limit: int, visible: Visibility | None) -> list[Row]:
     pairs = [(r[1], r[2]) for r in frontier
              if include.target is None or r[1] == include.target]
     if not pairs:
@@ -60,7 +63,8 @@ async def _reverse(conn: AsyncConnection, frontier: list[Row], include: Include,
             .select_from(ref.join(source, source.c.rid == ref.c.rid))
             .where(source.c.type == include.source, source.c.deleted.is_(False),
                    ref.c.param.in_(_ref_params(include.source, include)),
-                   sa.tuple_(ref.c.target_type, ref.c.target_id).in_(pairs))
+                   sa.tuple_(ref.c.target_type, ref.c.target_id).in_(pairs),
+                   *conditions(visible, source, include.source))
             .distinct().limit(limit))
     return [tuple(r) for r in (await conn.execute(stmt)).all()]
 
@@ -76,10 +80,12 @@ async def collect(conn: AsyncConnection, query: SearchQuery, matches: list[Row])
         found: list[Row] = []
         for include in query.include:
             if round_ == 0 or include.iterate:
-                found += await _forward(conn, frontier, include, MAX_INCLUDED - len(out))
+                found += await _forward(conn, frontier, include, MAX_INCLUDED - len(out),
+                                        query.visible)
         for include in query.revinclude:
             if round_ == 0 or include.iterate:
-                found += await _reverse(conn, frontier, include, MAX_INCLUDED - len(out))
+                found += await _reverse(conn, frontier, include, MAX_INCLUDED - len(out),
+                                        query.visible)
         fresh = []
         for row in found:
             if row[0] not in seen and len(out) < MAX_INCLUDED:

@@ -21,6 +21,7 @@ from fhir.search import paging
 from fhir.search.aliases import alias, numbering
 from fhir.search.predicates import BUILDERS, date_condition, exists, no_modifier
 from fhir.search.values import split_values
+from fhir.visibility import Visibility, conditions
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
@@ -65,6 +66,9 @@ class SearchQuery:
     elements: list[str] | None = None
     accepted: list[tuple[str, str]] = field(default_factory=list)
     path: str | None = None  # e.g. Patient/123/Observation for a compartment search
+    # The caller's filter: applied to the matches, their count and includes (execute.py),
+    # and already inside `conditions` for chain targets and _has rows. Never in `link`.
+    visible: Visibility | None = None
 
     def link(self, cursor: paging.Cursor | None = None) -> str:
         params = list(self.accepted)
@@ -75,16 +79,20 @@ class SearchQuery:
         return f"{self.path or self.type}?{query}"
 
 
-def parse(type_: str, params: list[tuple[str, str]], *, lenient: bool = False) -> SearchQuery:
-    """Turn (name, value) pairs into a SearchQuery; unknown names are a 400 unless lenient."""
+def parse(type_: str, params: list[tuple[str, str]], *, lenient: bool = False,
+          visible: Visibility | None = None) -> SearchQuery:
+    """Turn (name, value) pairs into a SearchQuery; unknown names are a 400 unless lenient.
+    `visible`: the rows the caller may see; chains and _has look only through those, and
+    the query carries it to `execute` for the matches and includes (None: every row)."""
     with numbering():
-        return _parse(type_, params, lenient)
+        return _parse(type_, params, lenient, visible)
 
 
-def _parse(type_: str, params: list[tuple[str, str]], lenient: bool) -> SearchQuery:
+def _parse(type_: str, params: list[tuple[str, str]], lenient: bool,
+           visible: Visibility | None) -> SearchQuery:
     if len(params) > MAX_PARAMS:
         raise BadRequest(f"A search may have at most {MAX_PARAMS} parameters.")
-    query = SearchQuery(type=type_)
+    query = SearchQuery(type=type_, visible=visible)
     terms = 0
     for raw_name, raw_value in params:
         if "\x00" in raw_value or "\x00" in raw_name:  # PostgreSQL refuses NUL in text
@@ -95,12 +103,13 @@ def _parse(type_: str, params: list[tuple[str, str]], lenient: bool) -> SearchQu
                 query.accepted.append((raw_name, raw_value))
             continue
         try:
-            condition = filter_condition(type_, resource, raw_name, raw_value, depth=0)
+            condition = filter_condition(type_, resource, raw_name, raw_value, depth=0,
+                                         visible=visible)
         except UnknownParameter:
             if lenient:
                 continue
             raise
-        terms += sum(isinstance(e, sa.BindParameter) for e in sa_visitors.iterate(condition))
+        terms += _bound_values(condition)
         if terms > MAX_TERMS:
             raise BadRequest(f"The search is too large at parameter '{raw_name}': over "
                              f"{MAX_TERMS} comparisons once its values and chains are expanded; "
@@ -109,6 +118,13 @@ def _parse(type_: str, params: list[tuple[str, str]], lenient: bool) -> SearchQu
         query.conditions.append(condition)
         query.accepted.append((raw_name, raw_value))
     return query
+
+
+def _bound_values(condition: Any) -> int:
+    """How many values `condition` binds once its IN lists (a caller's visibility filter may
+    list thousands of patients, inside every chain) are expanded."""
+    return sum(len(e.value) if e.expanding and isinstance(e.value, (list, tuple)) else 1
+               for e in sa_visitors.iterate(condition) if isinstance(e, sa.BindParameter))
 
 
 class UnknownParameter(BadRequest):
@@ -122,17 +138,19 @@ def _unknown(type_: str, name: str) -> UnknownParameter:
     return UnknownParameter(f"Unknown or unsupported search parameter '{name}' for {type_}.{hint}")
 
 
-def filter_condition(type_: str, row: Any, raw_name: str, raw_value: str, *, depth: int) -> Any:
-    """The SQL condition for one `name[:modifier][.chain]=value` on the row `row` of `type_`."""
+def filter_condition(type_: str, row: Any, raw_name: str, raw_value: str, *, depth: int,
+                     visible: Visibility | None = None) -> Any:
+    """The SQL condition for one `name[:modifier][.chain]=value` on the row `row` of `type_`;
+    chains and _has pass only through rows `visible` lets the caller see."""
     if depth > MAX_CHAIN_DEPTH:
         raise BadRequest(f"Chains and _has may nest at most {MAX_CHAIN_DEPTH} levels deep.")
     if raw_name.startswith("_has:"):
-        return _reverse_chain(type_, row, raw_name, raw_value, depth)
+        return _reverse_chain(type_, row, raw_name, raw_value, depth, visible)
     head, dot, rest = raw_name.partition(".")
     name, _, modifier = head.partition(":")
     mod = modifier or None
     if dot:
-        return _chain(type_, row, name, mod, rest, raw_value, depth)
+        return _chain(type_, row, name, mod, rest, raw_value, depth, visible)
     if name == "_id":
         no_modifier(name, mod, ("missing",)) if mod else None
         return row.c.id.in_(_values(name, raw_value, False))
@@ -178,7 +196,7 @@ def _reference_param(type_: str, name: str) -> SearchParam:
 
 
 def _chain(type_: str, row: Any, name: str, modifier: str | None, rest: str, value: str,
-           depth: int) -> Any:
+           depth: int, visible: Visibility | None) -> Any:
     """`name[:Type].rest=value`: some resource `name` points at matches `rest=value`."""
     sp = _reference_param(type_, name)
     targets = [modifier] if modifier else list(sp.targets)
@@ -204,16 +222,19 @@ def _chain(type_: str, row: Any, name: str, modifier: str | None, rest: str, val
     ref = alias(INDEX_TABLES["reference"])
     target = alias(resource)
     per_type = [sa.and_(target.c.type.in_(ts) if len(ts) > 1 else target.c.type == ts[0],
-                        filter_condition(ts[0], target, rest, value, depth=depth + 1))
+                        filter_condition(ts[0], target, rest, value, depth=depth + 1,
+                                         visible=visible))
                 for ts in groups.values()]
     return sa.exists().where(
         ref.c.rid == row.c.rid, ref.c.param == name,
         target.c.type == ref.c.target_type, target.c.id == ref.c.target_id,
         target.c.deleted.is_(False), sa.or_(*per_type),
+        *conditions(visible, target, usable[0] if len(usable) == 1 else None),
     )
 
 
-def _reverse_chain(type_: str, row: Any, raw_name: str, value: str, depth: int) -> Any:
+def _reverse_chain(type_: str, row: Any, raw_name: str, value: str, depth: int,
+                   visible: Visibility | None) -> Any:
     """`_has:Type:param:rest=value`: some Type whose `param` points here matches `rest=value`."""
     parts = raw_name.split(":", 3)
     if len(parts) != 4 or not all(parts[1:]):
@@ -230,7 +251,8 @@ def _reverse_chain(type_: str, row: Any, raw_name: str, value: str, depth: int) 
     return sa.exists().where(
         ref.c.param == param, ref.c.target_type == type_, ref.c.target_id == row.c.id,
         other.c.rid == ref.c.rid, other.c.type == source, other.c.deleted.is_(False),
-        filter_condition(source, other, rest, value, depth=depth + 1),
+        *conditions(visible, other, source),
+        filter_condition(source, other, rest, value, depth=depth + 1, visible=visible),
     )
 
 
