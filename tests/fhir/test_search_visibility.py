@@ -119,10 +119,10 @@ async def data(app: Any) -> Data:
     return d
 
 
-def only_a(d: Data) -> Visibility:
-    """Rows of patient A, and rows of no patient."""
+def only(d: Data, patient: str) -> Visibility:
+    """Rows of `patient` (a key: pA, pB), and rows of no patient."""
     def visible(row: Any, _type: str | None) -> Any:
-        return sa.or_(row.c.patient_id == d.id("pA"), row.c.patient_id.is_(None))
+        return sa.or_(row.c.patient_id == d.id(patient), row.c.patient_id.is_(None))
     return visible
 
 
@@ -143,7 +143,7 @@ async def find(app: Any, d: Data, type_: str, params: list[tuple[str, str]],
 
 
 async def test_plain_search_id_total_and_count(app: Any, data: Data) -> None:
-    d, hidden = data, only_a(data)
+    d, hidden = data, only(data, "pA")
     hr = [("code", d.token("hr"))]
     assert (await find(app, d, "Observation", hr, None))[0] == {"obsA", "obsB1"}
     assert (await find(app, d, "Observation", hr, hidden))[0] == {"obsA"}
@@ -171,7 +171,7 @@ async def test_paging_never_reaches_hidden_rows(app: Any, data: Data) -> None:
               ("_sort", "_id")]
     seen: list[str] = []
     async with app.state.db.read() as conn:
-        query = search.parse("Observation", params, visible=only_a(d))
+        query = search.parse("Observation", params, visible=only(d, "pA"))
         while True:
             page = await search.run(conn, query)
             seen += sorted(d.keys(page.matches))
@@ -182,7 +182,7 @@ async def test_paging_never_reaches_hidden_rows(app: Any, data: Data) -> None:
 
 
 async def test_includes_and_iterate(app: Any, data: Data) -> None:
-    d, hidden = data, only_a(data)
+    d, hidden = data, only(data, "pA")
     task = [("_id", d.id("taskA"))]
     # _include=*: the Task's patient, owner and focus; B's Condition is hidden
     assert (await find(app, d, "Task", [*task, ("_include", "*")], None))[1] == {
@@ -206,7 +206,7 @@ async def test_includes_and_iterate(app: Any, data: Data) -> None:
 
 
 async def test_chains_pass_only_through_visible_rows(app: Any, data: Data) -> None:
-    d, hidden = data, only_a(data)
+    d, hidden = data, only(data, "pA")
     cases = [  # (type, params, every match, the matches A's viewer gets)
         ("Observation", [("subject.name", f"Bravo{d.tag}")], {"obsB1", "obsB2"}, set()),
         ("Observation", [("subject.name", f"Alpha{d.tag}")], {"obsA"}, {"obsA"}),
@@ -226,7 +226,7 @@ async def test_chains_pass_only_through_visible_rows(app: Any, data: Data) -> No
 
 
 async def test_has_counts_only_visible_referrers(app: Any, data: Data) -> None:
-    d, hidden = data, only_a(data)
+    d, hidden = data, only(data, "pA")
     ab = [("_id", f"{d.id('pA')},{d.id('pB')}")]
     cases = [  # (type, params, every match, the matches A's viewer gets)
         # A matches only through B's Observation, which names A as performer
@@ -254,7 +254,7 @@ async def test_has_counts_only_visible_referrers(app: Any, data: Data) -> None:
 
 
 async def test_conditional_matching(app: Any, data: Data) -> None:
-    d, hidden = data, only_a(data)
+    d, hidden = data, only(data, "pA")
     async with app.state.db.read() as conn:
         async def ids(code: str, visible: Visibility | None) -> set[str]:
             found = await search.match_ids(conn, "Observation", [("code", d.token(code))],
@@ -283,7 +283,7 @@ async def everything_of(app: Any, d: Data, patient: str, visible: Visibility | N
 
 
 async def test_everything(app: Any, data: Data) -> None:
-    d, hidden = data, only_a(data)
+    d, hidden = data, only(data, "pA")
     a_record = {"pA", "encA", "obsA", "condA", "taskA", "provA", "orgA", "dr"}
     assert set(await everything_of(app, d, "pA", None)) == a_record | {"obsB2"}
     assert set(await everything_of(app, d, "pA", hidden)) == a_record
@@ -306,7 +306,7 @@ async def history_keys(app: Any, d: Data, type_: str | None,
 
 
 async def test_history(app: Any, data: Data) -> None:
-    d, hidden = data, only_a(data)
+    d, hidden = data, only(data, "pA")
     assert await history_keys(app, d, "Observation", None) == [
         ("obsA", 1), ("obsA", 2), ("obsB1", 1), ("obsB1", 2), ("obsB2", 1)]
     assert await history_keys(app, d, "Observation", hidden) == [("obsA", 1), ("obsA", 2)]
@@ -358,3 +358,23 @@ async def test_the_policy_of_patient_a(app: Any, data: Data) -> None:
         found = await search.match_ids(conn, "Observation", [("code", d.token("secret"))],
                                        visible=mine)
         assert found == []
+
+
+async def test_one_callers_filter_never_serves_another(app: Any, data: Data) -> None:
+    """The same searches, one caller after another: each gets its own answer (no statement
+    or cache built for one caller's filter answers the next)."""
+    d = data
+    callers = {"A": only(d, "pA"), "B": only(d, "pB"), "all": None}
+    chain = [("subject:Patient.general-practitioner:Organization.name",
+              f"PracticeA{d.tag},PracticeB{d.tag}")]
+    has = [("_has:Observation:performer:code", d.token("secret"))]
+    expected = {  # (the chain's matches, the _has matches, B's $everything holds condB)
+        "A": ({"obsA"}, set(), False),
+        "B": ({"obsB1", "obsB2"}, set(), True),  # B's Observation names A; A is hidden
+        "all": ({"obsA", "obsB1", "obsB2"}, {"pA"}, True),
+    }
+    for who in ("A", "B", "all", "B", "A", "all", "A"):
+        obs, patients, cond_b = expected[who]
+        assert (await find(app, d, "Observation", chain, callers[who]))[0] == obs, who
+        assert (await find(app, d, "Patient", has, callers[who]))[0] == patients, who
+        assert ("condB" in await everything_of(app, d, "pB", callers[who])) == cond_b, who
