@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api import errors, oauth
+from api.audit import AuditTrail
 from api.fastpath import FastRead
 from api.http import FHIR_PREFIX, check_accept
 from api.routes import record, search, system
 from api.settings import Settings
+from consent.audit import AuditLog
 from fhir.db import Database
 from fhir.migrate import upgrade
 from fhir.registry import registry
@@ -30,9 +32,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await db.start()
         registry()  # build the search parameter registry before the first request
         app.state.db = db
+        app.state.audit = AuditLog(db)
+        await app.state.audit.start()
         try:
             yield
         finally:
+            await app.state.audit.stop()
             await db.dispose()
 
     app = FastAPI(title="carenet", version=system.VERSION, lifespan=lifespan,
@@ -41,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     oauth.install(app)
     app.add_middleware(FastRead)
+    app.add_middleware(AuditTrail)  # outermost: it sees every answer, the fast path's too
     # The authorisation server first: /fhir/.well-known/... must not reach [type]/[id].
     app.include_router(oauth.router)
     # Order matters: fixed paths (metadata, _history, _search) before [type]/[id].

@@ -4,14 +4,23 @@ A read is the most frequent request by far, and it returns the stored JSON text 
 This ASGI middleware answers the plain case (no query string, a JSON-compatible Accept,
 the resource present) without routing, dependencies or a SQLAlchemy round trip; every other
 case, including every error, falls through to the normal routes, so behaviour is the same.
+It answers only for a token verified lately and a patient the policy has decided on lately
+for this principal (api/access.py keeps both briefly), with the same decision
+(`consent.policy.decide`); anything else, a refusal included, takes the full path. The audit
+middleware around it records the read.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from api import access
 from api.http import FHIR_PREFIX, accept_ok
+from consent import policy
+from consent.principals import AccessContext
 from fhir import store
+from fhir.errors import FhirError
 from fhir.interactions import ID_PATTERN
 from fhir.registry import registry
 
@@ -35,15 +44,41 @@ class FastRead:
         await self.app(scope, receive, send)
 
     async def _answer(self, scope: Any, send: Any, type_: str, id_: str) -> bool:
+        token = None
         for name, value in scope["headers"]:
             if name == b"accept" and not accept_ok(value.decode("latin-1")):
                 return False
+            if name == b"authorization":
+                token = value.decode("latin-1").strip().partition(" ")[2].strip()
+            elif name.startswith(b"x-break-glass"):
+                return False  # emergency access: the full path audits and alerts
         db = scope["app"].state.db
-        if db.raw_pool is None:
+        known = access.cached(token) if token else None
+        if db.raw_pool is None or known is None:
+            return False  # no token, or one not yet verified: the full path decides
+        grant = access.Access(*known, token=token)
+        try:
+            context = grant.scope_context(type_, "read")
+            confined = grant.launch_patient(context)
+        except FhirError:
             return False
         stored = await store.read_current_raw(db.raw_pool, type_, id_)
         if stored is None or stored.deleted or stored.content is None:
             return False
+        meta = access.meta_of(stored)
+        pid = meta.patient_id
+        if confined is not None and pid != confined:
+            return False
+        ctx = AccessContext(grant.principal, time.time())
+        if pid is not None:
+            facts = access.known_facts(grant.principal, pid)
+            if facts is None:
+                return False  # not decided for this patient lately: the full path resolves
+            ctx.facts[pid] = facts
+            grant.patients.add(pid)
+        if not policy.decide(ctx, "read", type_, meta):
+            return False  # the full path answers the refusal (and audits its reason)
+        scope.setdefault("state", {})["access"] = grant
         body = stored.content.encode()
         await send({"type": "http.response.start", "status": 200, "headers": [
             _CONTENT_TYPE,

@@ -118,7 +118,7 @@ def outcome_response(status: int, message: str, severity: str = "information",
 
 
 def error_response(exc: FhirError) -> Response:
-    return fhir_response(orjson.dumps(exc.outcome()), exc.status)
+    return fhir_response(orjson.dumps(exc.outcome()), exc.status, getattr(exc, "headers", None))
 
 
 def resource_response(request: Request, stored: Stored, status: int = 200,

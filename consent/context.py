@@ -39,18 +39,15 @@ async def resolve(conn: AsyncConnection, principal: Principal, *, now: float | N
     if principal.kind is Kind.CARER:
         wanted.update((await conn.execute(relationships.proxy(principal))).scalars())
     await add_patients(conn, ctx, wanted)
-    if search and principal.kind in (Kind.STAFF, Kind.SYSTEM):
-        reach: Any
-        if relationships.network_wide(principal):
-            reach = consents.consented_patients()
-        else:
-            for key, kinds in (("registered", (Relationship.REGISTERED,)), ("outside", OUTSIDE)):
-                ids = await relationships.listed(conn, principal, kinds, LIST_LIMIT)
-                if ids is not None:
-                    ctx.reach[key] = ids
-            reach = ctx.reach.get("outside")
-            if reach is None:
-                reach = relationships.patients_of(principal, OUTSIDE)
+    if (search and principal.kind in (Kind.STAFF, Kind.SYSTEM)
+            and not relationships.network_wide(principal)):  # it is bound by no Consent
+        for key, kinds in (("registered", (Relationship.REGISTERED,)), ("outside", OUTSIDE)):
+            ids = await relationships.listed(conn, principal, kinds, LIST_LIMIT)
+            if ids is not None:
+                ctx.reach[key] = ids
+        reach: Any = ctx.reach.get("outside")
+        if reach is None:
+            reach = relationships.patients_of(principal, OUTSIDE)
         loaded = await consents.load(conn, reach) if reach is not None else {}
         ctx.consented = {pid: consents.for_staff(found, principal.references, ctx.now)
                          for pid, found in loaded.items()}
@@ -65,7 +62,8 @@ async def add_patients(conn: AsyncConnection, ctx: AccessContext,
         return
     principal = ctx.principal
     found = await relationships.resolve(conn, principal, new)
-    applies = principal.kind in (Kind.STAFF, Kind.SYSTEM, Kind.CARER)
+    applies = (principal.kind in (Kind.STAFF, Kind.SYSTEM, Kind.CARER)
+               and not relationships.network_wide(principal))
     loaded = await consents.load(conn, new) if applies else {}
     for pid in new:
         rules = loaded.get(pid, [])

@@ -15,7 +15,9 @@ The rule, in order; the first that fails denies:
    officer, the network's own jobs); a resource of no patient needs only 1 and 4 (patients
    and carers see only the directory types of those);
 3. the patient's Consents (`consents`), outside the registered practice, except to create;
-   for a carer, the proxy grant;
+   for a carer, the proxy grant. Consents govern disclosure to people: they do not bind the
+   network's own backend services (a network-wide system principal, like a privacy officer),
+   whose results reach people only through staff principals, to whom they apply;
 4. the security labels (`labels`);
 5. for a patient or carer writing: only what they entered themselves (meta.source), except
    the patient's own Consents (their sharing choices).
@@ -120,7 +122,7 @@ def _staff(ctx: AccessContext, interaction: str, resource_type: str, meta: Resou
         rels = facts.relationships
     if not rels:
         return _deny(f"no legitimate relationship with Patient/{meta.patient_id}")
-    if (p.kind is not Kind.PRIVACY_OFFICER and Relationship.REGISTERED not in rels
+    if (Relationship.NETWORK not in rels and Relationship.REGISTERED not in rels
             and interaction != "create"):
         sharing = facts.sharing if facts is not None else consents.NOTHING
         if not sharing.permits(resource_type, meta.labels):
@@ -229,10 +231,8 @@ def search_filter(ctx: AccessContext, row: Any, resource_type: str | None = None
         return sa.and_(type_ok, sa.or_(consents.sql_allowed(row, granted, resource_type),
                                        sa.and_(orphan, _directory(row, resource_type))),
                        label_ok)
-    if p.kind is Kind.PRIVACY_OFFICER:
+    if relationships.network_wide(p):  # a privacy officer, a network job: every patient
         return sa.and_(type_ok, label_ok)
-    if relationships.network_wide(p):
-        reach = sa.or_(orphan, _consent_ok(ctx, row, resource_type))
     else:
         reach = sa.or_(orphan, _reached(ctx, row, "registered", (Relationship.REGISTERED,)),
                        sa.and_(_reached(ctx, row, "outside", _OUTSIDE),

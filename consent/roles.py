@@ -2,7 +2,8 @@
 
 The table is data so that it can be read, reviewed and changed without reading code; its
 rationale is in `data/README.md`. A type missing from the table, an unknown role, or a staff
-member with no role: nothing (default deny).
+member with no role: nothing (default deny), unless the row `*` (every type not listed) says
+otherwise for that column.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from consent.principals import DATA, Principal
+from fhir.registry import registry
 
 READ = "read"
 WRITE = "write"
@@ -26,13 +28,17 @@ class RoleTable:
     access: dict[str, dict[str, tuple[bool, bool]]]
 
     def may(self, column: str, resource_type: str, need: str) -> bool:
-        read, write = self.access.get(column, {}).get(resource_type, (False, False))
+        cells = self.access.get(column, {})
+        read, write = cells.get(resource_type) or cells.get("*", (False, False))
         return write if need == WRITE else read
 
     def types(self, column: str, need: str = READ) -> frozenset[str]:
         """The resource types `column` may read (or write)."""
-        return frozenset(t for t in self.access.get(column, {})
-                         if self.may(column, t, need))
+        cells = self.access.get(column, {})
+        listed = set(cells) - {"*"}
+        if "*" in cells:
+            listed |= set(registry().resource_types)
+        return frozenset(t for t in listed if self.may(column, t, need))
 
 
 @cache

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fhir import jsontext, pending, search, store
+from fhir import guard, jsontext, pending, search, store
 from fhir.errors import BadRequest, Gone, NotFound, PreconditionFailed, Unprocessable
 from fhir.schema import conditional_key, resource
 from fhir.schema import history as history_table
@@ -69,8 +69,19 @@ async def read(conn: AsyncConnection, type_: str, id_: str) -> Stored:
     stored = await store.read_current(conn, type_, check_id(id_))
     if stored is None:
         raise NotFound(f"{type_}/{id_} is not known.")
+    await guard.check_read(conn, "read", stored)
     if stored.deleted:
         raise Gone(f"{type_}/{id_} was deleted (version {stored.version}).")
+    return stored
+
+
+async def read_any(conn: AsyncConnection, type_: str, id_: str) -> Stored:
+    """The current row of Type/id, deleted or not (a history's subject); 404 if unknown or
+    hidden from the caller."""
+    stored = await store.read_current(conn, type_, check_id(id_))
+    if stored is None:
+        raise NotFound(f"{type_}/{id_} is not known.")
+    await guard.check_read(conn, "history", stored)
     return stored
 
 
@@ -82,6 +93,7 @@ async def vread(conn: AsyncConnection, type_: str, id_: str, version: str) -> St
     stored = await store.read_version(conn, type_, check_id(id_), int(version))
     if stored is None:
         raise NotFound(f"{type_}/{id_} has no version {version}.")
+    await guard.check_read(conn, "vread", stored)
     if stored.deleted:
         raise Gone(f"Version {version} of {type_}/{id_} is its deletion.")
     return stored

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fhir import jsontext, pending
+from fhir import guard, jsontext, pending
 from fhir.errors import PreconditionFailed
 from fhir.index import compartment_patient, extract
 from fhir.registry import registry
@@ -36,6 +36,8 @@ class Stored:
     last_updated: float
     deleted: bool
     content: str | None
+    patient_id: str | None = None  # the compartment key and the labels, as access control
+    security: str | None = None  # reads them (only on current rows; None from the history)
 
     @property
     def etag(self) -> str:
@@ -63,6 +65,7 @@ def _now() -> float:
 _CURRENT = sa.select(
     resource.c.rid, resource.c.type, resource.c.id, resource.c.version,
     resource.c.last_updated, resource.c.deleted, resource.c.content,
+    resource.c.patient_id, resource.c.security,
 )
 
 
@@ -93,7 +96,7 @@ async def read_current(conn: AsyncConnection, type_: str, id_: str, *,
 
 
 _RAW_CURRENT = (
-    "SELECT rid, type, id, version, last_updated, deleted, content::text "
+    "SELECT rid, type, id, version, last_updated, deleted, content::text, patient_id, security "
     "FROM resource WHERE type = $1 AND id = $2"
 )
 
@@ -181,20 +184,24 @@ async def insert(conn: AsyncConnection, body: dict[str, Any], *, method: str,
     return None instead of failing on the unique key.
     """
     now = _now()
+    guard.prepare(body)
     text = _stamp(body, 1, now)
     rows, patient = _index_rows(body)
+    await guard.check_write(conn, "create", body["resourceType"], body, patient, None)
     values = {
         "type": body["resourceType"], "id": body["id"], "version": 1, "last_updated": now,
         "deleted": False, "patient_id": patient, "security": _security(body), "content": text,
     }
     if not if_absent and pending.current() is None and conn.dialect.name == "postgresql":
         rid = await pending.insert_postgres(conn, values, rows, method)
-        return Stored(rid, body["resourceType"], body["id"], 1, now, False, text)
+        return Stored(rid, body["resourceType"], body["id"], 1, now, False, text, patient,
+                      values["security"])
     statement = _INSERT_IF_ABSENT[conn.dialect.name] if if_absent else _INSERT
     rid = (await conn.execute(statement, values)).scalar_one_or_none()
     if rid is None:
         return None
-    stored = Stored(rid, body["resourceType"], body["id"], 1, now, False, text)
+    stored = Stored(rid, body["resourceType"], body["id"], 1, now, False, text, patient,
+                    values["security"])
     await _record(conn, stored, method, rows, replace=False)
     return stored
 
@@ -204,19 +211,23 @@ async def replace(conn: AsyncConnection, current: Stored, body: dict[str, Any], 
     """Store `body` as the version after `current`; 412 if another writer got there first."""
     now = max(_now(), current.last_updated)
     version = current.version + 1
+    guard.prepare(body)
     text = _stamp(body, version, now)
     rows, patient = _index_rows(body)
+    await guard.check_write(conn, "update", current.type, body, patient, current)
+    security = _security(body)
     result = await conn.execute(_UPDATE, {
         "b_rid": current.rid, "b_version": current.version, "version": version,
         "last_updated": now, "deleted": False, "patient_id": patient,
-        "security": _security(body), "content": text,
+        "security": security, "content": text,
     })
     if result.rowcount != 1:
         raise PreconditionFailed(
             f"{current.type}/{current.id} was changed by another request while this one ran "
             f"(expected version {current.version}); read it again and retry."
         )
-    stored = Stored(current.rid, current.type, current.id, version, now, False, text)
+    stored = Stored(current.rid, current.type, current.id, version, now, False, text, patient,
+                    security)
     await _record(conn, stored, method, rows, replace=True)
     return stored
 
@@ -225,6 +236,7 @@ async def mark_deleted(conn: AsyncConnection, current: Stored) -> Stored:
     """Delete `current`: a new version with no content; reads then answer 410 Gone."""
     now = max(_now(), current.last_updated)
     version = current.version + 1
+    await guard.check_write(conn, "delete", current.type, None, current.patient_id, current)
     await conn.execute(conditional_key.delete().where(conditional_key.c.rid == current.rid))
     result = await conn.execute(_UPDATE, {
         "b_rid": current.rid, "b_version": current.version, "version": version,
@@ -234,6 +246,7 @@ async def mark_deleted(conn: AsyncConnection, current: Stored) -> Stored:
         raise PreconditionFailed(
             f"{current.type}/{current.id} was changed by another request while it was deleted."
         )
-    stored = Stored(current.rid, current.type, current.id, version, now, True, None)
+    stored = Stored(current.rid, current.type, current.id, version, now, True, None,
+                    current.patient_id, current.security)
     await _record(conn, stored, "DELETE", None, replace=True)
     return stored

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))  # the project's fhir/ must come before fhir.resou
 
 from api.app import create_app  # noqa: E402
 from api.settings import Settings  # noqa: E402
+from tests.tokens import bearer, mint  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/carenet_test"
 
@@ -83,7 +84,23 @@ async def app(database_url: str) -> AsyncIterator[object]:
 
 
 @pytest.fixture(scope="session")
-async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+async def system_token(app: object) -> str:
+    """A token of the suite's default caller: the network's backend service (tests/tokens.py)."""
+    return await mint(app)
+
+
+@pytest.fixture(scope="session")
+async def client(app: object, system_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the app, signed in as the network's backend service."""
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://test/fhir",
+                                 headers=bearer(system_token)) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+async def anonymous(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the app without a token."""
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://test/fhir") as c:
         yield c

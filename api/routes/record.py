@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from api.access import AccessDep
 from api.deps import DbDep, SettingsDep
 from api.http import if_match, outcome_response, read_json, resource_response
 from fhir import interactions
@@ -32,23 +33,26 @@ def criteria(request: Request) -> list[tuple[str, str]]:
 
 
 @router.get("/{type_}/{id_}")
-async def read(type_: str, id_: str, request: Request, db: DbDep) -> Response:
+async def read(type_: str, id_: str, request: Request, db: DbDep,
+               access: AccessDep) -> Response:
     known_type(type_)
-    async with db.read() as conn:
+    async with db.read() as conn, access.guarding(conn):
         stored = await interactions.read(conn, type_, id_)
     return resource_response(request, stored)
 
 
 @router.get("/{type_}/{id_}/_history/{vid}")
-async def vread(type_: str, id_: str, vid: str, request: Request, db: DbDep) -> Response:
+async def vread(type_: str, id_: str, vid: str, request: Request, db: DbDep,
+               access: AccessDep) -> Response:
     known_type(type_)
-    async with db.read() as conn:
+    async with db.read() as conn, access.guarding(conn):
         stored = await interactions.vread(conn, type_, id_, vid)
     return resource_response(request, stored)
 
 
 @router.post("/{type_}")
-async def create(type_: str, request: Request, db: DbDep, settings: SettingsDep) -> Response:
+async def create(type_: str, request: Request, db: DbDep, settings: SettingsDep,
+                 access: AccessDep) -> Response:
     known_type(type_)
     body = await read_json(request, settings.max_body_bytes)
     header = request.headers.get("if-none-exist")
@@ -57,7 +61,8 @@ async def create(type_: str, request: Request, db: DbDep, settings: SettingsDep)
     if header is not None and not condition:
         raise BadRequest("If-None-Exist is empty; give search criteria such as "
                          "identifier=system|value.")
-    async with db.write() as conn:
+    async with db.write() as conn, access.guarding(conn, write=True,
+                                                           search=condition is not None):
         result = await interactions.create(conn, type_, body, condition)
     assert result.stored is not None
     return resource_response(request, result.stored, result.status, result.message,
@@ -66,11 +71,11 @@ async def create(type_: str, request: Request, db: DbDep, settings: SettingsDep)
 
 @router.put("/{type_}/{id_}")
 async def update(type_: str, id_: str, request: Request, db: DbDep,
-                 settings: SettingsDep) -> Response:
+                 settings: SettingsDep, access: AccessDep) -> Response:
     known_type(type_)
     body = await read_json(request, settings.max_body_bytes)
     version = if_match(request)
-    async with db.write() as conn:
+    async with db.write() as conn, access.guarding(conn, write=True):
         result = await interactions.update(conn, type_, id_, body, version)
     assert result.stored is not None
     return resource_response(request, result.stored, result.status, location=True)
@@ -78,7 +83,7 @@ async def update(type_: str, id_: str, request: Request, db: DbDep,
 
 @router.put("/{type_}")
 async def conditional_update(type_: str, request: Request, db: DbDep,
-                             settings: SettingsDep) -> Response:
+                             settings: SettingsDep, access: AccessDep) -> Response:
     known_type(type_)
     params = criteria(request)
     if not params:
@@ -86,7 +91,7 @@ async def conditional_update(type_: str, request: Request, db: DbDep,
                          f"(PUT /{type_}/[id]).")
     body = await read_json(request, settings.max_body_bytes)
     version = if_match(request)
-    async with db.write() as conn:
+    async with db.write() as conn, access.guarding(conn, write=True, search=True):
         result = await interactions.conditional_update(conn, type_, params, body, version)
     assert result.stored is not None
     return resource_response(request, result.stored, result.status, location=True)
@@ -94,33 +99,35 @@ async def conditional_update(type_: str, request: Request, db: DbDep,
 
 @router.patch("/{type_}/{id_}")
 async def patch(type_: str, id_: str, request: Request, db: DbDep,
-                settings: SettingsDep) -> Response:
+                settings: SettingsDep, access: AccessDep) -> Response:
     known_type(type_)
     operations = await read_json(request, settings.max_body_bytes, patch=True)
     version = if_match(request)
-    async with db.write() as conn:
+    async with db.write() as conn, access.guarding(conn, write=True):
         result = await interactions.patch(conn, type_, id_, operations, version)
     assert result.stored is not None
     return resource_response(request, result.stored, result.status, location=True)
 
 
 @router.delete("/{type_}/{id_}")
-async def delete(type_: str, id_: str, request: Request, db: DbDep) -> Response:
+async def delete(type_: str, id_: str, request: Request, db: DbDep,
+               access: AccessDep) -> Response:
     known_type(type_)
     version = if_match(request)
-    async with db.write() as conn:
+    async with db.write() as conn, access.guarding(conn, write=True):
         result = await interactions.delete(conn, type_, id_, version)
     headers = {"ETag": result.stored.etag} if result.stored else None
     return outcome_response(200, result.message or "Deleted.", headers=headers)
 
 
 @router.delete("/{type_}")
-async def conditional_delete(type_: str, request: Request, db: DbDep) -> Response:
+async def conditional_delete(type_: str, request: Request, db: DbDep,
+               access: AccessDep) -> Response:
     known_type(type_)
     params = criteria(request)
     if not params:
         raise BadRequest(f"DELETE /{type_} needs search criteria; to delete one resource use "
                          f"DELETE /{type_}/[id].")
-    async with db.write() as conn:
+    async with db.write() as conn, access.guarding(conn, write=True, search=True):
         result = await interactions.conditional_delete(conn, type_, params)
     return outcome_response(200, result.message or "Deleted.")

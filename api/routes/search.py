@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from api.access import Access, AccessDep
 from api.deps import DbDep, SettingsDep
 from api.http import FHIR_JSON, base_url, fhir_response, prefer
 from api.routes.record import known_type
@@ -19,30 +21,32 @@ from fhir.search import compartment
 router = APIRouter()
 
 
-async def _search(request: Request, db: DbDep, type_: str,
+async def _search(request: Request, db: DbDep, access: Access, type_: str,
                   params: list[tuple[str, str]]) -> Response:
     lenient = prefer(request, "handling") == "lenient"
-    query = search.parse(type_, params, lenient=lenient)
-    async with db.read() as conn:
+    access.scope_context(type_, "search", params)
+    async with db.read() as conn, access.guarding(conn, search=True) as guard:
+        query = search.parse(type_, params, lenient=lenient, visible=guard.visible)
         page = await search.run(conn, query)
     return fhir_response(bundles.searchset(base=base_url(request), page=page, query=query))
 
 
 @router.get("/_history")
-async def history_system(request: Request, db: DbDep) -> Response:
-    return await _history(request, db, None, None, "_history")
+async def history_system(request: Request, db: DbDep, access: AccessDep) -> Response:
+    return await _history(request, db, access, None, None, "_history")
 
 
 @router.get("/{type_}")
-async def search_type(type_: str, request: Request, db: DbDep) -> Response:
+async def search_type(type_: str, request: Request, db: DbDep,
+                      access: AccessDep) -> Response:
     known_type(type_)
     params = parse_qsl(request.url.query, keep_blank_values=True)
-    return await _search(request, db, type_, params)
+    return await _search(request, db, access, type_, params)
 
 
 @router.post("/{type_}/_search")
 async def search_post(type_: str, request: Request, db: DbDep,
-                      settings: SettingsDep) -> Response:
+                      settings: SettingsDep, access: AccessDep) -> Response:
     known_type(type_)
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     if ctype and ctype != "application/x-www-form-urlencoded":
@@ -53,7 +57,7 @@ async def search_post(type_: str, request: Request, db: DbDep,
                               "bytes.")
     params = parse_qsl(request.url.query, keep_blank_values=True)
     params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return await _search(request, db, type_, params)
+    return await _search(request, db, access, type_, params)
 
 
 def _history_params(request: Request) -> tuple[float | None, int, int | None]:
@@ -76,12 +80,17 @@ def _history_params(request: Request) -> tuple[float | None, int, int | None]:
     return since, count if count is not None else search.DEFAULT_COUNT, before
 
 
-async def _history(request: Request, db: DbDep, type_: str | None, id_: str | None,
-                   path: str) -> Response:
+async def _history(request: Request, db: DbDep, access: Access, type_: str | None,
+                   id_: str | None, path: str) -> Response:
     since, count, before = _history_params(request)
-    async with db.read() as conn:
+    if type_ is not None:
+        access.scope_context(type_, "read" if id_ is not None else "search")
+    async with db.read() as conn, access.guarding(conn, search=id_ is None) as guard:
+        if id_ is not None and type_ is not None:
+            await interactions.read_any(conn, type_, id_)  # 404 unless the caller may see it
         rows, after = await interactions.history(conn, type_=type_, id_=id_, since=since,
-                                                 count=count, before=before)
+                                                 count=count, before=before,
+                                                 visible=guard.visible)
     keep = [(k, v) for k, v in parse_qsl(request.url.query) if k in ("_since",)]
     query = urlencode(keep + [("_count", str(count))], safe=":")  # "+" in _since: %2B
     links = {"self": f"{path}?{query}"}
@@ -92,30 +101,41 @@ async def _history(request: Request, db: DbDep, type_: str | None, id_: str | No
 
 
 @router.get("/{type_}/_history")
-async def history_type(type_: str, request: Request, db: DbDep) -> Response:
+async def history_type(type_: str, request: Request, db: DbDep,
+                       access: AccessDep) -> Response:
     known_type(type_)
-    return await _history(request, db, type_, None, f"{type_}/_history")
+    return await _history(request, db, access, type_, None, f"{type_}/_history")
 
 
 @router.get("/{type_}/{id_}/_history")
-async def history_instance(type_: str, id_: str, request: Request, db: DbDep) -> Response:
+async def history_instance(type_: str, id_: str, request: Request, db: DbDep,
+                           access: AccessDep) -> Response:
     known_type(type_)
-    return await _history(request, db, type_, id_, f"{type_}/{id_}/_history")
+    return await _history(request, db, access, type_, id_, f"{type_}/{id_}/_history")
 
 
 # Patient compartment routes: after /{type_}/{id_}/_history, which they would otherwise take.
 
 
 @router.get("/Patient/{id_}/$everything")
-async def patient_everything(id_: str, request: Request, db: DbDep) -> Response:
+async def patient_everything(id_: str, request: Request, db: DbDep,
+                             access: AccessDep) -> Response:
     """Patient/[id]/$everything, streamed: the Bundle is written while its rows are read."""
-    query = everything.parse(id_, parse_qsl(request.url.query, keep_blank_values=True))
-    async with db.read() as conn:
-        await interactions.read(conn, "Patient", id_)  # 404 unknown, 410 deleted
+    guard = access.guard()  # its filter reads the context resolved below, when it runs
+    query = everything.parse(id_, parse_qsl(request.url.query, keep_blank_values=True),
+                             visible=guard.visible)
+    if not query.types or "AuditEvent" not in query.types:
+        # The record, not the log of who read it (AuditEvent?patient=..., or _type=AuditEvent).
+        query.visible = lambda row, type_: sa.and_(guard.visible(row, type_),
+                                                  row.c.type != "AuditEvent")
+    access.scope_context("Patient", "read")
+    async with db.read() as conn, access.guarding(conn):
+        await interactions.read(conn, "Patient", id_)  # 404 unknown or unseen, 410 deleted
     base = base_url(request)
 
     async def body() -> AsyncIterator[bytes]:
         async with db.read(snapshot=True) as conn:  # open until the last byte is written
+            await access.open_search(conn)
             stop = await everything.next_page(conn, query)
             links = {"self": query.link()}
             if stop is not None:
@@ -128,17 +148,21 @@ async def patient_everything(id_: str, request: Request, db: DbDep) -> Response:
 
 
 @router.get("/Patient/{id_}/{type_}")
-async def search_compartment(id_: str, type_: str, request: Request, db: DbDep) -> Response:
+async def search_compartment(id_: str, type_: str, request: Request, db: DbDep,
+                             access: AccessDep) -> Response:
     """Patient/[id]/[type]: the search of [type] within the patient's compartment."""
     if type_.startswith("$"):
         raise NotFound(f"Operation {type_} is not supported on Patient/[id] (try $everything).")
     known_type(type_)
     restriction = compartment.condition(type_, id_)  # 400 when [type] is not in it
     lenient = prefer(request, "handling") == "lenient"
-    query = search.parse(type_, parse_qsl(request.url.query, keep_blank_values=True),
-                         lenient=lenient)
-    async with db.read() as conn:
-        await interactions.read(conn, "Patient", id_)  # 404 unknown, 410 deleted
+    params = parse_qsl(request.url.query, keep_blank_values=True)
+    access.scope_context(type_, "search", [*params, ("patient", f"Patient/{id_}")])
+    if access.break_glass_reason is not None and access.break_glass_patient is None:
+        access.break_glass_patient = id_
+    async with db.read() as conn, access.guarding(conn, search=True) as guard:
+        await interactions.read(conn, "Patient", id_)  # 404 unknown or unseen, 410 deleted
+        query = search.parse(type_, params, lenient=lenient, visible=guard.visible)
         query.path = f"Patient/{id_}/{type_}"
         page = await search.run(conn, query, [restriction])
     return fhir_response(bundles.searchset(base=base_url(request), page=page, query=query))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from api.access import AccessDep
 from api.deps import DbDep, SettingsDep
 from api.http import base_url, fhir_response, prefer, read_json
 from fhir import jsontext, transaction
@@ -28,16 +33,22 @@ async def metadata(request: Request) -> Response:
 
 @router.post("")
 @router.post("/")
-async def bundle(request: Request, db: DbDep, settings: SettingsDep) -> Response:
+async def bundle(request: Request, db: DbDep, settings: SettingsDep,
+                 access: AccessDep) -> Response:
     body = await read_json(request, settings.max_body_bytes)
     kind = body.get("type") if isinstance(body, dict) else None
     base = base_url(request)
     minimal = prefer(request, "return") == "minimal"  # entries without their resources
     if kind == "transaction":
-        async with db.write() as conn:
+        async with db.write() as conn, access.guarding(conn, write=True, search=True):
             result = await transaction.transaction(conn, body, base, minimal)
     elif kind == "batch":
-        result = await transaction.batch(db.write, body, base, minimal)
+        @asynccontextmanager
+        async def entry() -> AsyncIterator[AsyncConnection]:  # each entry alone, guarded
+            async with db.write() as conn, access.guarding(conn, write=True, search=True):
+                yield conn
+
+        result = await transaction.batch(entry, body, base, minimal)
     else:
         raise BadRequest("POST to the base takes a Bundle of type 'batch' or 'transaction', "
                          f"not {kind!r}.", expression="Bundle.type")

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.sql import visitors as sa_visitors
 
+from fhir import guard
 from fhir.errors import BadRequest
 from fhir.registry import SearchParam, registry
 from fhir.schema import INDEX_TABLES, resource
@@ -83,7 +84,11 @@ def parse(type_: str, params: list[tuple[str, str]], *, lenient: bool = False,
           visible: Visibility | None = None) -> SearchQuery:
     """Turn (name, value) pairs into a SearchQuery; unknown names are a 400 unless lenient.
     `visible`: the rows the caller may see; chains and _has look only through those, and
-    the query carries it to `execute` for the matches and includes (None: every row)."""
+    the query carries it to `execute` for the matches and includes (None: the request's
+    guard's, fhir/guard.py, so conditional matching and the searches of a Bundle are filtered
+    too; without a guard, every row)."""
+    if visible is None:
+        visible = guard.visibility()
     with numbering():
         return _parse(type_, params, lenient, visible)
 

@@ -18,6 +18,7 @@ from api.settings import Settings
 from consent.tokens import JwksCache
 from consent.trust import TrustedIssuer
 from tests.api import oauth_support as o
+from tests.tokens import bearer, mint
 
 
 @pytest.fixture(scope="session")
@@ -57,11 +58,12 @@ async def oauth(oauth_app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="session")
-async def people(oauth: httpx.AsyncClient) -> SimpleNamespace:
+async def people(oauth: httpx.AsyncClient, oauth_app: Any) -> SimpleNamespace:
     """Who signs in: a GP with a PractitionerRole, a Practitioner without one, two patients."""
+    loader = bearer(await mint(oauth_app))  # the network's backend service writes them
 
     async def create(body: dict[str, Any]) -> str:
-        r = await oauth.post(f"/fhir/{body['resourceType']}", json=body)
+        r = await oauth.post(f"/fhir/{body['resourceType']}", json=body, headers=loader)
         assert r.status_code == 201, r.text
         return r.json()["id"]
 

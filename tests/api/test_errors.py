@@ -11,6 +11,7 @@ import pytest
 from api.app import create_app
 from api.settings import Settings
 from tests.api.support import BASE, create, outcome, patient
+from tests.tokens import bearer, mint
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 FHIR_JSON = {"content-type": "application/fhir+json"}
@@ -83,7 +84,8 @@ async def small(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(Settings(database_url=database_url, max_body_bytes=2048))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE,
+                                     headers=bearer(await mint(app))) as c:
             yield c
 
 

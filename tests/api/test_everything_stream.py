@@ -44,7 +44,8 @@ async def big_record(client: httpx.AsyncClient) -> str:
     return patient["id"]
 
 
-async def asgi_get(app: Any, path: str, query: str, sink: Path) -> tuple[int, int]:
+async def asgi_get(app: Any, path: str, query: str, sink: Path,
+                   token: str) -> tuple[int, int]:
     """GET through the ASGI app, body chunks written to `sink`; (status, body bytes)."""
     done = asyncio.Event()
     status = 0
@@ -71,25 +72,27 @@ async def asgi_get(app: Any, path: str, query: str, sink: Path) -> tuple[int, in
         scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
                  "http_version": "1.1", "method": "GET", "scheme": "http", "path": path,
                  "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-                 "headers": [(b"host", b"test"), (b"accept", b"application/fhir+json")],
+                 "headers": [(b"host", b"test"), (b"accept", b"application/fhir+json"),
+                             (b"authorization", f"Bearer {token}".encode())],
                  "server": ("test", 80), "client": ("127.0.0.1", 50000)}
         await app(scope, receive, send)
     return status, size
 
 
-async def test_everything_streams_in_flat_memory(app: Any, big_record: str) -> None:
+async def test_everything_streams_in_flat_memory(app: Any, big_record: str,
+                                                 system_token: str) -> None:
     path = f"/fhir/Patient/{big_record}/$everything"
     query = f"_count={PAGE}"
     seen: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         sink = Path(tmp) / "page.json"
-        await asgi_get(app, path, query, sink)  # warm caches (compiled SQL, pools) first
+        await asgi_get(app, path, query, sink, system_token)  # warm caches (compiled SQL, pools) first
         pages = 0
         peaks: list[int] = []
         while query is not None:
             tracemalloc.start()
             try:
-                status, size = await asgi_get(app, path, query, sink)
+                status, size = await asgi_get(app, path, query, sink, system_token)
                 _, peak = tracemalloc.get_traced_memory()
             finally:
                 tracemalloc.stop()

@@ -40,18 +40,21 @@ def test_every_interaction_is_read_or_write() -> None:
 
 
 def test_a_patient_nothing_was_resolved_for_is_denied() -> None:
-    for who in ("gp", "sys-a", "sys-net", "carer"):
+    for who in ("gp", "sys-a", "carer"):
         decision = decide(ctx(who), "read", "Observation", OBS)
         assert not decision.allowed, who
     assert decide(ctx("po"), "read", "AuditEvent", ResourceMeta("pat-9")).allowed
+    assert decide(ctx("sys-net"), "read", "Observation", OBS).allowed  # network-wide
     assert decide(ctx("pat"), "read", "Observation", OBS).allowed  # their own: nothing to look up
 
 
-def test_network_jobs_need_the_patients_consents_resolved() -> None:
-    facts = PatientFacts(frozenset(), consents.EVERYTHING)
-    assert decide(ctx("sys-net", facts), "read", "Observation", OBS).allowed
+def test_network_jobs_are_not_bound_by_consents_but_practice_systems_are() -> None:
+    """Consents govern disclosure to people (consent/policy.py rule 3): the network's own
+    jobs are not bound; a practice's system outside the registered practice is."""
     refused = PatientFacts(frozenset(), consents.NOTHING)
-    assert not decide(ctx("sys-net", refused), "read", "Observation", OBS).allowed
+    assert decide(ctx("sys-net", refused), "read", "Observation", OBS).allowed
+    outside = PatientFacts(frozenset({Relationship.CARE_TEAM}), consents.NOTHING)
+    assert not decide(ctx("sys-a", outside), "read", "Observation", OBS).allowed
 
 
 def test_patients_and_carers_see_the_directory_but_no_orphans() -> None:

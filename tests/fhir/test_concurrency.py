@@ -26,6 +26,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.tokens import bearer, mint_for_server
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 SYSTEM = "urn:test"
 STARTUP_SECONDS = 60
@@ -116,7 +118,19 @@ def server(pg_url: str, request: pytest.FixtureRequest,
                 pytest.fail(f"the server did not answer /metadata within {STARTUP_SECONDS}s:\n"
                             f"{log_path.read_text()}")
             time.sleep(0.2)
-    return base
+    token = asyncio.run(mint_for_server(env["CARENET_DATABASE_URL"], base))
+    return Server(base, bearer(token))
+
+
+class Server(str):
+    """The server's FHIR base, and the headers that sign a client in to it."""
+
+    headers: dict[str, str]
+
+    def __new__(cls, base: str, headers: dict[str, str]) -> Server:
+        made = super().__new__(cls, base)
+        made.headers = headers
+        return made
 
 
 # --- racing ---------------------------------------------------------------------------------
@@ -124,7 +138,9 @@ def server(pg_url: str, request: pytest.FixtureRequest,
 
 async def race(base: str, n: int, send: Request) -> list[httpx.Response]:
     """Send `n` requests over `n` separate connections, all released at the same moment."""
-    clients = [httpx.AsyncClient(base_url=base, timeout=60, trust_env=False) for _ in range(n)]
+    headers = getattr(base, "headers", None)
+    clients = [httpx.AsyncClient(base_url=base, timeout=60, trust_env=False, headers=headers)
+               for _ in range(n)]
     try:
         # Connect first (one keep-alive connection each), so only the race itself is timed.
         warm = await asyncio.wait_for(
@@ -146,7 +162,8 @@ async def race(base: str, n: int, send: Request) -> list[httpx.Response]:
 
 @pytest.fixture
 async def http(server: str) -> Any:
-    async with httpx.AsyncClient(base_url=server, timeout=60, trust_env=False) as c:
+    async with httpx.AsyncClient(base_url=server, timeout=60, trust_env=False,
+                                 headers=server.headers) as c:
         yield c
 
 

@@ -1,0 +1,94 @@
+"""The access guard of the request being served, for the storage and search layers.
+
+`fhir/` knows nothing of tokens, roles or Consents (DESIGN.md: consent/ decides). The API
+layer builds a `Guard` for each request from its principal (api/access.py, with
+consent/policy.py) and installs it with `guarding()`. Then:
+- every write (`fhir.store.insert`, `replace`, `mark_deleted`), whether a plain interaction,
+  a conditional one or an entry of a Bundle, asks `check_write` before it changes anything,
+  with the patient the resource belongs to before and after;
+- every read of one resource (`fhir.interactions.read`, `vread`, instance history) asks
+  `check_read`, which answers 404 for what the caller may not see;
+- every search that runs without an explicit visibility (conditional matching, the entries
+  of a Bundle) takes `visible` as its SQL filter, so a condition can never match, and so
+  reveal, what the caller may not see.
+Without a guard (the storage tests, the migrations, the server's own jobs) nothing is
+filtered: the API never serves a request without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from fhir.store import Stored
+
+
+class Guard(Protocol):
+    def visible(self, row: Any, resource_type: str | None) -> Any:
+        """SQL: the caller may read `row` (an alias of fhir.schema.resource)."""
+
+    async def check_read(self, conn: Any, interaction: str, stored: Stored) -> None:
+        """Raise NotFound unless the caller may read `stored` ("read": the current row,
+        "vread" or "history": a version of it)."""
+
+    def prepare(self, body: dict[str, Any]) -> None:
+        """Stamp what the server, not the client, says of a resource about to be stored
+        (meta.source: who entered it)."""
+
+    async def check_write(self, conn: Any, interaction: str, resource_type: str,
+                          body: dict[str, Any] | None, patient_id: str | None,
+                          current: Stored | None) -> None:
+        """Raise a FhirError unless the caller may do `interaction` ("create", "update",
+        "delete") with `body` (None for a delete) of the patient `patient_id`, replacing
+        `current` (None for a create)."""
+
+
+_current: ContextVar[Guard | None] = ContextVar("carenet_guard", default=None)
+
+
+def current() -> Guard | None:
+    return _current.get()
+
+
+@contextmanager
+def guarding(guard: Guard | None) -> Iterator[None]:
+    token = _current.set(guard)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def visible(row: Any, resource_type: str | None) -> Any | None:
+    """The guard's SQL filter for `row`, or None when no guard is installed."""
+    guard = _current.get()
+    return None if guard is None else guard.visible(row, resource_type)
+
+
+def visibility() -> Any | None:
+    """The installed guard's `visible`, or None."""
+    guard = _current.get()
+    return None if guard is None else guard.visible
+
+
+async def check_read(conn: Any, interaction: str, stored: Stored) -> None:
+    guard = _current.get()
+    if guard is not None:
+        await guard.check_read(conn, interaction, stored)
+
+
+def prepare(body: dict[str, Any]) -> None:
+    guard = _current.get()
+    if guard is not None:
+        guard.prepare(body)
+
+
+async def check_write(conn: Any, interaction: str, resource_type: str,
+                      body: dict[str, Any] | None, patient_id: str | None,
+                      current_: Stored | None) -> None:
+    guard = _current.get()
+    if guard is not None:
+        await guard.check_write(conn, interaction, resource_type, body, patient_id, current_)
