@@ -25,9 +25,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
+from run import CLK_TCK, cpu_ticks, descendants, pg_backends
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -88,6 +90,14 @@ async def _fresh_db(name: str) -> None:
         await conn.close()
 
 
+async def _analyze(db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
 def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                   if line.startswith("model name")), "?")
@@ -116,6 +126,9 @@ def ingest(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - started
     finally:
         stop_server(proc)
+    # Fresh tables have no statistics until autovacuum comes round: plan the searches on real
+    # ones (stale statistics made the clinician searches ten times slower).
+    asyncio.run(_analyze(db_url))
     summary = [line for line in out.stderr.splitlines() + out.stdout.splitlines()
                if line.startswith("patients ")]
     match = re.search(r"resources (\d+), ([\d.]+) s, ([\d,]+) resources/s, failures (\d+)",
@@ -163,17 +176,31 @@ async def _request_lists(db_url: str, n: int) -> dict[str, list[str]]:
     return lists
 
 
-def wrk(paths_file: Path, args: argparse.Namespace, script: str = "urls.lua") -> dict:
+def wrk(paths_file: Path, args: argparse.Namespace, script: str = "urls.lua",
+        cpu_of: tuple[int, str] | None = None) -> dict:
+    """One wrk run; with `cpu_of` (server pid, database name) also the CPU the server's
+    processes and the database's PostgreSQL backends used per request."""
     cmd = ["wrk", "-t", "1", "-c", str(args.connections), "-d", f"{args.duration}s",
            "--latency", "-s", str(HERE / script), f"http://127.0.0.1:{args.port}", "--",
            str(paths_file)]
     if args.client_cpus:
         cmd = ["taskset", "-c", args.client_cpus, *cmd]
+    before = _cpu(*cpu_of) if cpu_of else None
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60)
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if line is None:
         raise SystemExit(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
-    return json.loads(line[len("BENCH_JSON "):])
+    result = json.loads(line[len("BENCH_JSON "):])
+    if cpu_of and before and result.get("requests"):
+        after = _cpu(*cpu_of)
+        for key in ("server", "pg"):
+            used = sum(t - before[key].get(pid, 0) for pid, t in after[key].items()) / CLK_TCK
+            result[f"{key}_cpu_ms_per_req"] = round(1000 * used / result["requests"], 4)
+    return result
+
+
+def _cpu(server_pid: int, dbname: str) -> dict[str, dict[int, int]]:
+    return {"server": cpu_ticks(descendants(server_pid)), "pg": cpu_ticks(pg_backends(dbname))}
 
 
 async def _observations(db_url: str, n: int) -> list[str]:
@@ -222,28 +249,53 @@ def search(args: argparse.Namespace) -> None:
     random.Random(2).shuffle(mix)
     files["mix"] = work / "mix.txt"
     files["mix"].write_text("\n".join(mix) + "\n")
+    if args.kinds:
+        files = {k: v for k, v in files.items() if k in args.kinds.split(",")}
     proc = start_server(args.db, args.port, args.workers, args.server_cpus)
+    cpu_of = (proc.pid, args.db.rsplit("/", 1)[-1])
     results: dict[str, list[dict]] = {}
+    light: dict[str, dict] = {}
+    light_args = argparse.Namespace(**{**vars(args), "connections": args.light_connections})
     try:
         for kind, path in files.items():
             wrk(path, argparse.Namespace(**{**vars(args), "duration": 3}))  # warm up
-            results[kind] = [wrk(path, args) for _ in range(args.runs)]
+            results[kind] = [wrk(path, args, cpu_of=cpu_of) for _ in range(args.runs)]
+            if args.light_connections:
+                light[kind] = wrk(path, light_args, cpu_of=cpu_of)
     finally:
         stop_server(proc)
     rows = []
     for kind, runs in results.items():
-        med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
-        lat = lambda p: statistics.median(r["latency_ms"][p] for r in runs)  # noqa: E731
+        def med(get: Any, runs: list[dict] = runs) -> float:
+            return statistics.median(get(r) for r in runs)
+
         bad = sum(r["non2xx"] for r in runs)
-        rows.append(f"| {kind} | {med('requests_per_s'):,.0f} | {lat('p50'):.1f} | "
-                    f"{lat('p95'):.1f} | {lat('p99'):.1f} | {bad} |")
+        row = (f"| {kind} | {med(lambda r: r['requests_per_s']):,.0f} | "
+               + " | ".join(f"{med(lambda r, p=p: r['latency_ms'][p]):.1f}"
+                            for p in ("p50", "p95", "p99"))
+               + f" | {bad} | {med(lambda r: r.get('server_cpu_ms_per_req', 0)):.2f} | "
+               f"{med(lambda r: r.get('pg_cpu_ms_per_req', 0)):.2f} |")
+        if kind in light:
+            one = light[kind]
+            row += (f" {one['requests_per_s']:,.0f} | {one['latency_ms']['p50']:.1f} | "
+                    f"{one['latency_ms']['p99']:.1f} |")
+        rows.append(row)
+    light_head = (f" req/s at {args.light_connections} | p50 ms at {args.light_connections} |"
+                  f" p99 ms at {args.light_connections} |" if light else "")
+    light_rule = "---:|---:|---:|" if light else ""
     table = (f"## clinician search mix on {args.db.rsplit('/', 1)[-1]}\n\n- machine: {machine()}\n"
              f"- server: {args.workers} worker(s), cpus {args.server_cpus or 'any'}; wrk 1 thread,"
              f" {args.connections} connections, cpus {args.client_cpus or 'any'}; {args.runs} runs"
-             f" x {args.duration} s per row (medians)\n\n| requests | req/s | p50 ms | p95 ms |"
-             f" p99 ms | non-2xx |\n|---|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n\n"
+             f" x {args.duration} s per row (medians)"
+             + (f"; then one run of {args.light_connections} connections (light load)"
+                if light else "")
+             + "; CPU ms/req: the server's processes and this database's PostgreSQL backends"
+             "\n\n| requests | req/s | p50 ms | p95 ms | p99 ms | non-2xx | server CPU ms/req |"
+             f" PG CPU ms/req |{light_head}\n|---|---:|---:|---:|---:|---:|---:|---:|{light_rule}"
+             "\n" + "\n".join(rows) + "\n\n"
              + "\n".join(f"- {k}: `{v}`" for k, v in KINDS.items()) + "\n")
-    save("search", {"results": results, "machine": machine(), "args": vars(args)}, table)
+    save("search", {"results": results, "light": light, "machine": machine(),
+                    "args": vars(args)}, table)
 
 
 def main() -> None:
@@ -267,6 +319,11 @@ def main() -> None:
         srch.add_argument("--runs", type=int, default=3)
         srch.add_argument("--duration", type=int, default=10)
         srch.add_argument("--connections", type=int, default=16)
+    srch = sub.choices["search"]
+    srch.add_argument("--light-connections", type=int, default=4,
+                      help="one more run per kind at this many connections: latency without "
+                      "queueing (0: none)")
+    srch.add_argument("--kinds", help="comma-separated kinds to run (default: all and the mix)")
     args = parser.parse_args()
     {"ingest": ingest, "search": search, "update": update}[args.command](args)
 

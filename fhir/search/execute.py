@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from fhir import pending
 from fhir.errors import BadRequest
 from fhir.schema import resource
-from fhir.search import include, paging
+from fhir.search import include, paging, sql
 from fhir.search.params import SearchQuery, parse
 from fhir.visibility import Visibility, conditions
 
@@ -36,7 +36,7 @@ def where(query: SearchQuery, extra: list[Any] | None = None) -> list[Any]:
 async def count(conn: AsyncConnection, query: SearchQuery, extra: list[Any] | None = None) -> int:
     await pending.settle(conn)
     stmt = sa.select(sa.func.count()).select_from(resource).where(*where(query, extra))
-    return (await conn.execute(stmt)).scalar_one()
+    return int(await sql.scalar(conn, stmt))
 
 
 async def run(conn: AsyncConnection, query: SearchQuery,
@@ -45,14 +45,14 @@ async def run(conn: AsyncConnection, query: SearchQuery,
     await pending.settle(conn)
     if query.summary == "count" or query.count == 0:
         return Page([], [], await count(conn, query, extra), None)
-    exprs = [paging.key_expression(k, resource) for k in query.sort]
+    exprs = [paging.key_expression(k, resource, i) for i, k in enumerate(query.sort)]
     stmt = (sa.select(resource.c.rid, resource.c.type, resource.c.id, resource.c.content, *exprs)
             .where(*where(query, extra))
             .order_by(*paging.order_by(query.sort, exprs, resource))
             .limit(query.count + 1))
     if query.cursor is not None:
         stmt = stmt.where(paging.after(query.sort, exprs, resource, query.cursor))
-    rows = (await conn.execute(stmt)).all()
+    rows = await sql.fetch_all(conn, stmt)
     cursor = None
     if len(rows) > query.count:
         rows = rows[: query.count]
@@ -80,4 +80,4 @@ async def match_ids(conn: AsyncConnection, type_: str, params: list[tuple[str, s
     if not query.conditions:
         raise BadRequest("A conditional request needs at least one search criterion.")
     stmt = sa.select(resource.c.id).where(*where(query)).order_by(resource.c.rid).limit(limit)
-    return list((await conn.execute(stmt)).scalars())
+    return [row[0] for row in await sql.fetch_all(conn, stmt)]

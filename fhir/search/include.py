@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fhir.registry import registry
 from fhir.schema import INDEX_TABLES, resource
+from fhir.search import sql
 from fhir.search.params import Include, SearchQuery
 from fhir.visibility import Visibility, conditions
 
@@ -48,7 +49,7 @@ async def _forward(conn: AsyncConnection, frontier: list[Row], include: Include,
         stmt = stmt.where(ref.c.param.in_(sorted(params)))
     if include.target:
         stmt = stmt.where(target.c.type == include.target)
-    return [tuple(r) for r in (await conn.execute(stmt)).all()]
+    return await sql.fetch_all(conn, stmt)  # type: ignore[return-value]
 
 
 async def _reverse(conn: AsyncConnection, frontier: list[Row], include: Include,
@@ -66,7 +67,7 @@ async def _reverse(conn: AsyncConnection, frontier: list[Row], include: Include,
                    sa.tuple_(ref.c.target_type, ref.c.target_id).in_(pairs),
                    *conditions(visible, source, include.source))
             .distinct().limit(limit))
-    return [tuple(r) for r in (await conn.execute(stmt)).all()]
+    return await sql.fetch_all(conn, stmt)  # type: ignore[return-value]
 
 
 async def collect(conn: AsyncConnection, query: SearchQuery, matches: list[Row]) -> list[Row]:

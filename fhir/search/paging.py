@@ -59,14 +59,28 @@ def sort_keys(type_: str, value: str) -> list[SortKey]:
     return keys
 
 
-def key_expression(key: SortKey, row: Any) -> Any:
-    """The value `row` sorts by for `key` (lowest value ascending, highest descending)."""
+# Sort aliases by (index table, position in the sort): made once, like fhir.search.aliases, and
+# named apart from the aliases of the conditions so that the two never meet in one statement.
+_sort_aliases: dict[tuple[str, int], Any] = {}
+
+
+def _sort_alias(type_: str, position: int) -> Any:
+    made = _sort_aliases.get((type_, position))
+    if made is None:
+        table = INDEX_TABLES[type_]
+        made = _sort_aliases[(type_, position)] = table.alias(f"sort_{table.name}_{position}")
+    return made
+
+
+def key_expression(key: SortKey, row: Any, position: int = 0) -> Any:
+    """The value `row` sorts by for `key` (lowest value ascending, highest descending);
+    `position`: the key's place in the sort (each place has its own table alias)."""
     if key.type == "_id":
         return row.c.id
     if key.type == "_lastUpdated":
         return row.c.last_updated
     low_col, high_col, missing_asc, missing_desc = _SORT_COLUMN[key.type]
-    table = INDEX_TABLES[key.type].alias()
+    table = _sort_alias(key.type, position)
     column = table.c[high_col] if key.descending else table.c[low_col]
     agg = sa.func.max(column) if key.descending else sa.func.min(column)
     value = (sa.select(agg).where(table.c.rid == row.c.rid, table.c.param == key.param)
