@@ -281,3 +281,22 @@ async def revoke(conn: AsyncConnection, token_value: str, hint: str | None,
         raise error(UnauthorizedClientError, "The token was issued to another client.")
     await revoke_family(conn, row[0], now)
 
+
+
+async def operator_token(db: Any, *, fhir_base: str, client_id: str,
+                         scope: str = "system/*.cruds", lifetime: int = 3600,
+                         issuer: str | None = None) -> str:
+    """An access token for the server's operator, signed with the server's own keys read from
+    its database (`python -m api seed` and `serve --demo` load through the API with one).
+
+    Whoever can read the database holds the keys already, so this grants nothing new; it is
+    the backend-services token a registered client would get, without a registration.
+    `issuer`: the authorisation server (default: `fhir_base` without /fhir).
+    """
+    from consent.keys import KeyRing
+
+    keys = await KeyRing().get(db)
+    grant = tokens.Grant(subject=client_id, scope=scope)
+    return tokens.issue_access_token(
+        keys, issuer=issuer or fhir_base.removesuffix("/fhir"), audience=fhir_base,
+        client_id=client_id, grant=grant, lifetime=lifetime, fhir_base=fhir_base).token

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from consent.grants import operator_token
 from consent.keys import KeyRing
 from consent.tokens import Grant, issue_access_token
+from fhir.db import Database
 
 ISSUER = "http://test"
 FHIR_BASE = "http://test/fhir"
@@ -34,17 +36,12 @@ async def mint(app: Any, *, sub: str = TEST_CLIENT, scope: str = SYSTEM_SCOPE,
                               grant=grant, lifetime=lifetime, fhir_base=FHIR_BASE).token
 
 
-async def mint_for_server(database_url: str, base: str, **kwargs: Any) -> str:
-    """A token for a server running elsewhere (another process) on `database_url`, whose
-    FHIR base is `base`: signed with the keys that server keeps in the database."""
-    from types import SimpleNamespace
-
-    from fhir.db import Database
-
+async def mint_for_server(database_url: str, base: str) -> str:
+    """The operator's token for a server running in another process on `database_url`
+    (`consent.grants.operator_token`, as `python -m api seed` takes it)."""
     db = Database(database_url, pool_size=1)
     try:
-        holder = SimpleNamespace(state=SimpleNamespace(oauth_keys=None, db=db))
-        return await mint(holder, issuer=base.removesuffix("/fhir"), audience=base, **kwargs)
+        return await operator_token(db, fhir_base=base, client_id=TEST_CLIENT)
     finally:
         await db.dispose()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 from datetime import date
@@ -31,17 +32,41 @@ def add_seed_parser(sub: Any) -> None:
                       help="load only if the server holds no Patient")
     seed.add_argument("--wait", type=float, default=0.0,
                       help="wait up to this many seconds for the server to answer")
+    seed.add_argument("--token", default=os.environ.get("CARENET_TOKEN"),
+                      help="a bearer token with system/*.cruds (default: $CARENET_TOKEN, else "
+                           "the operator's token, signed with the keys in the database of "
+                           "CARENET_DATABASE_URL: the server's own)")
 
 
 def run_seed(args: argparse.Namespace) -> int:
     from api.synthetic.load import seed_command
 
     url = args.url if args.url or args.out else DEFAULT_URL
+    given = args.token
+
+    async def token() -> str:
+        return given or await _operator_token(url.rstrip("/"))
+
     return asyncio.run(seed_command(
         url=url, out=args.out, seed=args.seed, n_patients=args.patients,
         as_of=args.as_of or date.today(), concurrency=args.concurrency,
         if_empty=args.if_empty, wait=args.wait,
-        prefix="demo: " if args.if_empty else ""))
+        prefix="demo: " if args.if_empty else "", token=token if url else None))
+
+
+async def _operator_token(fhir_base: str) -> str:
+    """The operator's token for the server at `fhir_base` on this machine's database."""
+    from api.settings import Settings
+    from consent.grants import operator_token
+    from fhir.db import Database
+
+    settings = Settings()
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        return await operator_token(db, fhir_base=fhir_base, client_id="carenet-seed",
+                                    issuer=settings.issuer or None)
+    finally:
+        await db.dispose()
 
 
 def start_demo(host: str, port: int) -> subprocess.Popen[bytes]:

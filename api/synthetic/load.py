@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -184,7 +185,8 @@ def report(summary: Summary, stream: IO[str], prefix: str = "") -> None:
 
 async def seed_command(*, url: str | None, out: Path | None, seed: int, n_patients: int,
                        as_of: date, concurrency: int, if_empty: bool, wait: float,
-                       prefix: str = "") -> int:
+                       prefix: str = "",
+                       token: Callable[[], Awaitable[str]] | None = None) -> int:
     """`python -m api seed`: write NDJSON and/or load through the API; exit status."""
     err = sys.stderr
     if out is not None:
@@ -200,6 +202,8 @@ async def seed_command(*, url: str | None, out: Path | None, seed: int, n_patien
                                  limits=limits) as client:
         if wait:
             await wait_for(client, wait)
+        if token is not None:  # after the wait: the server may create its keys on start
+            client.headers["Authorization"] = f"Bearer {await token()}"
         if if_empty and await has_patients(client):
             err.write(f"{prefix}{url} already holds patients; nothing loaded\n")
             return 0
