@@ -29,7 +29,9 @@ from typing import Any
 
 import asyncpg
 import httpx
-from run import CLK_TCK, cpu_ticks, descendants, pg_backends
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # consent/, fhir/
+from run import CLK_TCK, cpu_ticks, descendants, pg_backends  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -186,7 +188,9 @@ def wrk(paths_file: Path, args: argparse.Namespace, script: str = "urls.lua",
     if args.client_cpus:
         cmd = ["taskset", "-c", args.client_cpus, *cmd]
     before = _cpu(*cpu_of) if cpu_of else None
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60)
+    env = {**os.environ, "BENCH_TOKEN": getattr(args, "token", None) or ""}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60,
+                         env=env)
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if line is None:
         raise SystemExit(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
@@ -197,6 +201,22 @@ def wrk(paths_file: Path, args: argparse.Namespace, script: str = "urls.lua",
             used = sum(t - before[key].get(pid, 0) for pid, t in after[key].items()) / CLK_TCK
             result[f"{key}_cpu_ms_per_req"] = round(1000 * used / result["requests"], 4)
     return result
+
+
+async def _token(db_url: str, port: int) -> str | None:
+    """The operator's bearer token (system/*.cruds: every record visible) for a server that
+    asks for one, signed with the keys in its database; None for a server that does not."""
+    try:
+        from consent.grants import operator_token
+        from fhir.db import Database
+    except ImportError:
+        return None
+    db = Database(db_url, pool_size=1)
+    try:
+        return await operator_token(db, fhir_base=f"http://127.0.0.1:{port}/fhir",
+                                    client_id="carenet-bench")
+    finally:
+        await db.dispose()
 
 
 def _cpu(server_pid: int, dbname: str) -> dict[str, dict[int, int]]:
@@ -252,6 +272,7 @@ def search(args: argparse.Namespace) -> None:
     if args.kinds:
         files = {k: v for k, v in files.items() if k in args.kinds.split(",")}
     proc = start_server(args.db, args.port, args.workers, args.server_cpus)
+    args.token = asyncio.run(_token(args.db, args.port))
     cpu_of = (proc.pid, args.db.rsplit("/", 1)[-1])
     results: dict[str, list[dict]] = {}
     light: dict[str, dict] = {}
