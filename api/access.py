@@ -159,9 +159,7 @@ class Access:
         if (reason is None or self.principal.kind is not Kind.STAFF
                 or (self.break_glass_patient not in (None, patient_id))):
             return False
-        if len(reason.strip()) < MIN_REASON:
-            raise Forbidden(f"Emergency access needs a reason of at least {MIN_REASON} "
-                            f"characters in {BREAK_GLASS_REASON}.")
+        check_reason(reason)
         self.principal = replace(self.principal,
                                  break_glass=BreakGlass.start(patient_id, reason.strip(), now))
         self.ctx = None
@@ -260,7 +258,9 @@ class AccessGuard:
 
     async def check_read(self, conn: Any, interaction: str, stored: Stored) -> None:
         access = self.access
-        hidden = NotFound(f"{stored.type}/{stored.id} is not known.")
+        # Word for word what fhir.interactions says of an id (or version) it does not have.
+        hidden = NotFound(f"{stored.type}/{stored.id} has no version {stored.version}."
+                          if interaction == "vread" else f"{stored.type}/{stored.id} is not known.")
         context = access.scope_context(stored.type, "read")
         meta = meta_of(stored)
         if interaction != "read":  # a version: the current row says whose it is
@@ -435,7 +435,17 @@ async def authenticate(request: Request) -> Access:
         access.break_glass_patient = patient.strip().removeprefix("Patient/")
     access.scope = request.scope
     request.state.access = access
+    if access.break_glass_reason is not None and principal.kind is Kind.STAFF:
+        # At once: refused only once a record is found, a short reason would say it exists.
+        check_reason(access.break_glass_reason)
     return access
+
+
+def check_reason(reason: str) -> None:
+    """403 unless an emergency access reason is long enough to mean something."""
+    if len(reason.strip()) < MIN_REASON:
+        raise Forbidden(f"Emergency access needs a reason of at least {MIN_REASON} "
+                        f"characters in {BREAK_GLASS_REASON}.")
 
 
 AccessDep = Annotated[Access, Depends(authenticate)]

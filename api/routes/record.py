@@ -36,6 +36,7 @@ def criteria(request: Request) -> list[tuple[str, str]]:
 async def read(type_: str, id_: str, request: Request, db: DbDep,
                access: AccessDep) -> Response:
     known_type(type_)
+    access.scope_context(type_, "read")  # before the lookup: a 403 must not mean "it exists"
     async with db.read() as conn, access.guarding(conn):
         stored = await interactions.read(conn, type_, id_)
     return resource_response(request, stored)
@@ -45,6 +46,7 @@ async def read(type_: str, id_: str, request: Request, db: DbDep,
 async def vread(type_: str, id_: str, vid: str, request: Request, db: DbDep,
                access: AccessDep) -> Response:
     known_type(type_)
+    access.scope_context(type_, "read")
     async with db.read() as conn, access.guarding(conn):
         stored = await interactions.vread(conn, type_, id_, vid)
     return resource_response(request, stored)
