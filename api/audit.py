@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -62,6 +63,21 @@ def interaction_of(method: str, path: str) -> tuple[str, str | None, str | None]
     return "operation", type_, id_
 
 
+def request_id(scope: Any) -> str:
+    """The request's X-Request-Id: the client's (printable, at most 200 characters), else a
+    new one; the response carries it back, and the AuditEvent names it (BALP)."""
+    state = scope.setdefault("state", {})
+    found = state.get("request_id")
+    if found is None:
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                text = value.decode("latin-1")
+                if 0 < len(text) <= 200 and text.isprintable():
+                    found = text
+        found = state["request_id"] = found or uuid.uuid4().hex
+    return found
+
+
 def record(access: Access | None, scope: Any, status: int,
            message: str | None = None) -> audit.AuditRecord:
     """The audit record of a request as it ended."""
@@ -81,7 +97,7 @@ def record(access: Access | None, scope: Any, status: int,
         principal=principal, interaction=interaction, resource_type=type_, resource_id=id_,
         patient_ids=patients, status=status, message=message, purpose=purpose, reason=reason,
         query=query, client_id=access.caller.client_id if access is not None else None,
-        source_ip=client[0] if client else None)
+        source_ip=client[0] if client else None, request_id=request_id(scope))
 
 
 async def write_in_transaction(conn: AsyncConnection, access: Access, scope: Any) -> None:
@@ -137,6 +153,9 @@ class AuditTrail:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 self._submit(scope, status)
+                headers = list(message.get("headers", ()))
+                headers.append((b"x-request-id", request_id(scope).encode("latin-1")))
+                message = {**message, "headers": headers}
             await send(message)
 
         try:

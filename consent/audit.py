@@ -55,6 +55,7 @@ DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 ROLE_CLASS = "http://terminology.hl7.org/CodeSystem/v3-RoleClass"
 # https://profiles.ihe.net/ITI/BALP/CodeSystem-UserAgentTypes.html
+BALP_ENTITY = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 BALP_USER = "https://profiles.ihe.net/ITI/BALP/CodeSystem/UserAgentTypes"
 # Local systems: carenet's access roles (consent/data/role-access.csv columns), OAuth client
 # ids, break-glass sessions and alerts.
@@ -107,6 +108,7 @@ class AuditRecord:
     client_id: str | None = None
     source_ip: str | None = None
     version_id: str | None = None
+    request_id: str | None = None  # the HTTP X-Request-Id
     time: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -221,6 +223,11 @@ def _entities(record: AuditRecord, patient_id: str | None) -> list[dict[str, Any
                     "role": _coding(OBJECT_ROLE, "24", "Query"),
                     "description": _text(f"{record.resource_type or ''}?{record.query}"),
                     "query": base64.b64encode(_query_bytes(record.query)).decode("ascii")})
+    if record.request_id:  # BALP entity[transaction]: the X-Request-Id
+        # https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType
+        out.append({"what": {"identifier": {"value": _text(record.request_id, 200)}},
+                    "type": _coding(BALP_ENTITY, "XrequestId",
+                                    "transport specific unique identifier")})
     return out
 
 

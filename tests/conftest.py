@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ sys.path.insert(0, str(ROOT))  # the project's fhir/ must come before fhir.resou
 
 from api.app import create_app  # noqa: E402
 from api.settings import Settings  # noqa: E402
+from tests.clients import SENT, audited_client, audited_ids  # noqa: E402
 from tests.tokens import bearer, mint  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/carenet_test"
@@ -83,6 +85,19 @@ async def app(database_url: str) -> AsyncIterator[object]:
         yield application
 
 
+@pytest.fixture(autouse=True)
+async def every_request_is_audited() -> AsyncIterator[None]:
+    start, since = len(SENT), time.time() - 1
+    yield
+    sent = SENT[start:]
+    del SENT[start:]
+    for app in {id(a): a for a, _ in sent}.values():
+        if getattr(app.state, "audit", None) is None:  # its lifespan has ended
+            continue
+        missing = {rid for a, rid in sent if a is app} - await audited_ids(app, since)
+        assert not missing, f"{len(missing)} request(s) left no AuditEvent"
+
+
 @pytest.fixture(scope="session")
 async def system_token(app: object) -> str:
     """A token of the suite's default caller: the network's backend service (tests/tokens.py)."""
@@ -92,17 +107,15 @@ async def system_token(app: object) -> str:
 @pytest.fixture(scope="session")
 async def client(app: object, system_token: str) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the app, signed in as the network's backend service."""
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/fhir",
-                                 headers=bearer(system_token)) as c:
+    async with audited_client(app, base_url="http://test/fhir",
+                              headers=bearer(system_token)) as c:
         yield c
 
 
 @pytest.fixture(scope="session")
 async def anonymous(app: object) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the app without a token."""
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/fhir") as c:
+    async with audited_client(app, base_url="http://test/fhir") as c:
         yield c
 
 

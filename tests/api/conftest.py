@@ -18,6 +18,7 @@ from api.settings import Settings
 from consent.tokens import JwksCache
 from consent.trust import TrustedIssuer
 from tests.api import oauth_support as o
+from tests.clients import audited_client
 from tests.tokens import bearer, mint
 
 
@@ -52,8 +53,7 @@ async def oauth_app(database_url: str,
 
 @pytest.fixture(scope="session")
 async def oauth(oauth_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=oauth_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with audited_client(oauth_app, base_url="http://test") as c:
         yield c
 
 

@@ -11,6 +11,7 @@ import pytest
 from api.app import create_app
 from api.settings import Settings
 from tests.api.support import BASE, create, outcome, patient
+from tests.clients import audited_client
 from tests.tokens import bearer, mint
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
@@ -83,9 +84,7 @@ async def small(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """A second server on the same database that takes bodies of at most 2 KiB."""
     app = create_app(Settings(database_url=database_url, max_body_bytes=2048))
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE,
-                                     headers=bearer(await mint(app))) as c:
+        async with audited_client(app, base_url=BASE, headers=bearer(await mint(app))) as c:
             yield c
 
 

@@ -86,7 +86,8 @@ async def test_everything_streams_in_flat_memory(app: Any, big_record: str,
     seen: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         sink = Path(tmp) / "page.json"
-        await asgi_get(app, path, query, sink, system_token)  # warm caches (compiled SQL, pools) first
+        # warm caches (compiled SQL, pools) first
+        await asgi_get(app, path, query, sink, system_token)
         pages = 0
         peaks: list[int] = []
         while query is not None:

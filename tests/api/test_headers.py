@@ -13,6 +13,7 @@ import pytest
 from api.app import create_app
 from api.settings import Settings
 from tests.api.support import BASE, create, link, patient
+from tests.clients import audited_client
 from tests.tokens import bearer, mint
 
 FHIR_JSON = "application/fhir+json"
@@ -114,11 +115,9 @@ async def public(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(database_url=database_url, base_url="https://fhir.example.org/r4/")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
         token = await mint(app, issuer="https://fhir.example.org/r4",
                            audience="https://fhir.example.org/r4")
-        async with httpx.AsyncClient(transport=transport, base_url=BASE,
-                                     headers=bearer(token)) as c:
+        async with audited_client(app, base_url=BASE, headers=bearer(token)) as c:
             yield c
 
 
