@@ -140,6 +140,28 @@ def _index_rows(body: dict[str, Any]) -> tuple[dict[str, list[tuple[Any, ...]]],
     return rows, compartment_patient(body, reg, rows["reference"])
 
 
+# The Patient compartment holds a Provenance only when a target is the Patient itself
+# (https://hl7.org/fhir/R4/compartmentdefinition-patient.html); one about an entry of a
+# patient's record is part of that record too, or anyone who may read Provenance would
+# learn whose record holds what.
+OWNED_BY_TARGET = {"Provenance": "target"}
+
+
+async def _owner(conn: AsyncConnection, body: dict[str, Any],
+                 rows: dict[str, list[tuple[Any, ...]]], patient: str | None) -> str | None:
+    """`patient`, or for a type in OWNED_BY_TARGET the patient of the first target that has one."""
+    param = OWNED_BY_TARGET.get(body["resourceType"])
+    if patient is not None or param is None:
+        return patient
+    targets = [(r[1], r[2]) for r in rows["reference"] if r[0] == param and r[1] and r[2]]
+    if not targets:
+        return None
+    found = await conn.execute(sa.select(resource.c.patient_id).where(
+        sa.or_(*(sa.and_(resource.c.type == t, resource.c.id == i) for t, i in targets)),
+        resource.c.patient_id.is_not(None)).limit(1))
+    return found.scalar()
+
+
 async def _record(conn: AsyncConnection, stored: Stored, method: str,
                   rows: dict[str, list[tuple[Any, ...]]] | None, *, replace: bool) -> None:
     """Queue the index rows and the history version of `stored` (flushed now, or with the
@@ -187,6 +209,7 @@ async def insert(conn: AsyncConnection, body: dict[str, Any], *, method: str,
     guard.prepare(body)
     text = _stamp(body, 1, now)
     rows, patient = _index_rows(body)
+    patient = await _owner(conn, body, rows, patient)
     await guard.check_write(conn, "create", body["resourceType"], body, patient, None)
     values = {
         "type": body["resourceType"], "id": body["id"], "version": 1, "last_updated": now,
@@ -214,6 +237,7 @@ async def replace(conn: AsyncConnection, current: Stored, body: dict[str, Any], 
     guard.prepare(body)
     text = _stamp(body, version, now)
     rows, patient = _index_rows(body)
+    patient = await _owner(conn, body, rows, patient)
     await guard.check_write(conn, "update", current.type, body, patient, current)
     security = _security(body)
     result = await conn.execute(_UPDATE, {
