@@ -91,7 +91,11 @@ def record(access: Access | None, scope: Any, status: int,
         patients = tuple(sorted(access.patients))
         if access.break_glass_used:
             purpose, reason = "ETREAT", access.break_glass_reason
-    if message is None and access is not None and access.denied:
+    if principal is not None and principal.kind is Kind.PATIENT:
+        # Filed under the patient, who reads it: what the server found behind a refusal
+        # (another patient, the reason) would tell them what exists and whose it is.
+        patients = tuple(p for p in patients if p == principal.patient_id)
+    elif message is None and access is not None and access.denied:
         message = f"refused: {access.denied}"
     return audit.AuditRecord(
         principal=principal, interaction=interaction, resource_type=type_, resource_id=id_,
