@@ -8,7 +8,9 @@ WHERE clause, so of many concurrent updates with the same If-Match exactly one s
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -226,6 +228,66 @@ async def insert(conn: AsyncConnection, body: dict[str, Any], *, method: str,
     stored = Stored(rid, body["resourceType"], body["id"], 1, now, False, text, patient,
                     values["security"])
     await _record(conn, stored, method, rows, replace=False)
+    return stored
+
+
+Rows = dict[str, list[tuple[Any, ...]]]
+
+# Many resource rows in one statement; rows come back matched by (type, id), not by order.
+_INSERT_MANY_POSTGRES = sa.text(
+    "INSERT INTO resource (type, id, version, last_updated, deleted, patient_id, security, "
+    "content) SELECT u.type, u.id, 1, u.last_updated, false, u.patient_id, u.security, "
+    "u.content FROM unnest(CAST(:type AS text[]), CAST(:id AS text[]), "
+    "CAST(:last_updated AS float8[]), CAST(:patient_id AS text[]), CAST(:security AS text[]), "
+    "CAST(:content AS jsonb[])) AS u(type, id, last_updated, patient_id, security, content) "
+    "RETURNING rid, type, id"
+)
+
+
+async def insert_many(conn: AsyncConnection, items: Sequence[tuple[dict[str, Any], Rows,
+                                                                   str | None]], *,
+                      method: str = "POST") -> list[Stored]:
+    """Store many new resources, each (body with its id set, its index rows, its patient),
+    as version 1; their Stored, in order. For records the server writes in bulk (AuditEvents),
+    whose callers have their index rows already (consent.audit.index_rows).
+
+    NO GUARD: unlike `insert` it neither asks `guard.check_write` nor lets the guard stamp
+    the body (`guard.prepare`), so it is only for what the server writes on its own account,
+    and refuses to run while a request's guard is installed (`guarding(None)` first).
+    On PostgreSQL the resource rows go in one statement and the index rows and history
+    versions with the transaction's batch (fhir/pending.py), flushed in one more; a lone
+    resource with no batch open, all in one (`pending.insert_postgres`).
+    """
+    if guard.current() is not None:
+        raise RuntimeError("insert_many writes unguarded: call it under guarding(None)")
+    if not items:
+        return []
+    now = _now()
+    values = [{"type": body["resourceType"], "id": body["id"], "version": 1,
+               "last_updated": now, "deleted": False, "patient_id": patient,
+               "security": _security(body), "content": _stamp(body, 1, now)}
+              for body, _, patient in items]
+    postgres = conn.dialect.name == "postgresql"
+    one_statement = postgres and len(values) == 1 and pending.current() is None
+    if one_statement:
+        rids = [await pending.insert_postgres(conn, values[0], items[0][1], method)]
+    elif postgres:
+        found = await conn.execute(_INSERT_MANY_POSTGRES, {
+            key: [v[key] for v in values]
+            for key in ("type", "id", "last_updated", "patient_id", "security", "content")})
+        rid_of = {(type_, id_): rid for rid, type_, id_ in found}
+        rids = [rid_of[(v["type"], v["id"])] for v in values]
+    else:
+        rids = [(await conn.execute(_INSERT, v)).scalar_one() for v in values]
+    stored = [Stored(rid, v["type"], v["id"], 1, now, False, v["content"], v["patient_id"],
+                     v["security"]) for rid, v in zip(rids, values, strict=True)]
+    if one_statement:
+        return stored
+    batch = pending.current()
+    async with (pending.batched(conn) if batch is None else contextlib.nullcontext(batch)) as to:
+        for one, (_, rows, _) in zip(stored, items, strict=True):  # flushed together
+            to.index(one.rid, rows, replace=False)
+            to.version((one.rid, one.type, one.id, 1, now, method, False, one.content))
     return stored
 
 

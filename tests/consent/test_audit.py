@@ -130,6 +130,69 @@ def test_submit_refuses_rather_than_grow_without_bound() -> None:
     assert log.pending == 2
 
 
+
+def _varied_records() -> list[AuditRecord]:
+    """Records of every interaction and outcome, by every kind of caller, with odd values
+    where the request supplies them (long ids, absolute and odd references, control
+    characters, non-ASCII addresses)."""
+    long_id = "x" * 80
+    callers: list[Principal | None] = [
+        None, gp(), gp("p1"), patient("p1"), patient("p2"),
+        Principal(Kind.CARER, "RelatedPerson/rp1", identities=("RelatedPerson/rp2",),
+                  client_id="portal"),
+        Principal(Kind.SYSTEM, "Device/risk-job", client_id="risk-job"),
+        Principal(Kind.PRIVACY_OFFICER, "Practitioner/po", ("Organization/net",
+                                                              "Organization/net")),
+        Principal(Kind.STAFF, "Practitioner/" + long_id, ("https://other.example/fhir/"
+                                                          "Organization/o9",), Role.ADMIN,
+                  ("PractitionerRole/" + "r" * 300,), client_id="c" * 300),
+        Principal(Kind.PATIENT, "https://other.example/fhir/Patient/p3"),
+        Principal(Kind.SYSTEM, "Patient/", client_id=""),
+    ]
+    targets = [(None, None, None), ("Observation", "o1", None), ("Patient", "p1", "3"),
+               ("Condition", long_id, None), ("Patient", "p2", None)]
+    patient_sets = [(), ("p1",), ("p1", "p2", "p1"), ("p3", long_id)]
+    out: list[AuditRecord] = []
+    for i, interaction in enumerate(audit.ACTIONS):
+        for j, who in enumerate(callers):
+            type_, id_, version = targets[(i + j) % len(targets)]
+            status = (200, 201, 401, 403, 404, 500)[(i * 3 + j) % 6]
+            etreat = who is not None and who.break_glass is not None and status < 400
+            out.append(AuditRecord(
+                who, interaction, type_, id_, version_id=version,
+                patient_ids=patient_sets[(i + 2 * j) % len(patient_sets)], status=status,
+                message=("refused \x07 here" if status >= 400 and j % 2 else None),
+                purpose="ETREAT" if etreat else ("TREAT", "HOPERAT", "PATRQT")[j % 3],
+                reason=REASON if etreat else None,
+                query=(None, "", "subject=Patient/p1&code=\x00<b>", "name=Müller\udcff")[j % 4],
+                client_id=(None, "ehr-b")[i % 2],
+                source_ip=(None, "10.0.0.1", "FE80::1", "Ä\x01" + "9" * 300)[(i + j) % 4],
+                request_id=(None, "req-1", "r" * 200)[(i + j) % 3]))
+    return out
+
+
+def test_audit_index_rows_are_the_rows_the_generic_extraction_finds() -> None:
+    """consent.audit.index_rows reads an AuditEvent's shape by hand; the registry's FHIRPath
+    extraction is the oracle that keeps it in step."""
+    from fhir.store import _index_rows
+
+    records = _varied_records()
+    assert len(records) > 100
+    compared = 0
+    for record in records:
+        for body in audit.events(record):
+            body["id"] = "x"
+            fast_rows, fast_patient = audit.index_rows(body)
+            rows, patient_id = _index_rows(body)
+            assert fast_patient == patient_id, body
+            assert fast_rows.keys() == rows.keys()
+            for table, found in rows.items():
+                assert sorted(map(repr, fast_rows[table])) == sorted(map(repr, found)), (
+                    table, body)
+                assert len(set(fast_rows[table])) == len(fast_rows[table])
+            compared += 1
+    assert compared > len(records)  # records of several patients gave several events
+
 # ---- storage, on both backends -----------------------------------------------------------
 
 def ids(tag: str, *names: str) -> list[str]:
