@@ -73,7 +73,9 @@ def _index_table(name: str, *columns: sa.Column, lookup: tuple[str, ...],
         sa.Column("param", sa.String(64), nullable=False),
         *columns,
         sa.Index(f"ix_sp_{name}_rid", "rid"),
-        sa.Index(f"ix_sp_{name}_lookup", "param", *lookup, postgresql_ops=ops),
+        # With the row id (PostgreSQL): the rows meeting a condition, read from the index alone.
+        sa.Index(f"ix_sp_{name}_lookup", "param", *lookup, postgresql_ops=ops,
+                 postgresql_include=["rid"]),
     )
 
 
