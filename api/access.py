@@ -40,8 +40,8 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.oauth import context as oauth_context
+from consent import consents, labels, policy, relationships, scopes, users
 from consent import context as access_context
-from consent import labels, policy, scopes, users
 from consent.oauth_errors import OAuth2Error
 from consent.principals import (
     AccessContext,
@@ -49,6 +49,7 @@ from consent.principals import (
     Kind,
     PatientFacts,
     Principal,
+    Relationship,
     staff_principal,
 )
 from consent.tokens import Caller
@@ -209,6 +210,9 @@ class Access:
                 from api import audit  # api.audit builds on this module
 
                 await audit.write_in_transaction(conn, self, self.scope)
+                # What it wrote may change whom it reaches (a patient it registered, a care
+                # team it joined): its next request lists them afresh.
+                access_context.forget_reach(self.principal)
 
     async def open_search(self, conn: AsyncConnection) -> AccessContext:
         """Resolve the search context (with emergency access to the patient the request
@@ -356,7 +360,23 @@ def remember_facts(ctx: AccessContext) -> None:
         _facts[(ctx.principal, pid)] = (expires, facts)
 
 
+_ANYONE = PatientFacts(frozenset({Relationship.NETWORK}), consents.EVERYTHING)
+_OWN = PatientFacts(frozenset({Relationship.SELF}), consents.EVERYTHING)
+
+
 def known_facts(principal: Principal, patient_id: str) -> PatientFacts | None:
+    """What the policy knows of `patient_id` for `principal` without asking the database:
+    nothing to know (network-wide principals, a patient's own record), the principal's
+    listed reach (consent/context.py), or a decision made lately; None: ask."""
+    if relationships.network_wide(principal):
+        return _ANYONE
+    if principal.kind is Kind.PATIENT:
+        return _OWN if patient_id == principal.patient_id else None
+    listed = access_context.cached_reach(principal)
+    if listed is not None and listed.by_kind is not None:
+        facts = listed.facts(patient_id)
+        if facts.relationships:
+            return facts
     hit = _facts.get((principal, patient_id))
     return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 

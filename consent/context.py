@@ -2,55 +2,142 @@
 
 Called once per request, after the principal is known and before any decision:
 - for a read or write: the facts about the patients it touches (`patient_ids`);
-- for a search: `search=True` also lists the patients the principal reaches (when there are
-  few) and loads the compiled Consents of every consented patient within its reach outside
-  its own practice (few: Consents are rare, and a member of staff reaches outside their
-  practice only through care teams, referrals and claims), so the SQL filter can let those
-  through where the Consent allows.
+- for a search: `search=True` also lists the patients the principal reaches and loads the
+  compiled Consents of every consented patient within its reach outside its own practice
+  (few: Consents are rare, and a member of staff reaches outside their practice only through
+  care teams, referrals and claims), so the SQL filter can let those through where the
+  Consent allows.
 A carer's proxied patients are always resolved (a handful).
+
+The reach of a member of staff (or a practice's system) — the patients of each relationship,
+and the Consents of those outside the practice — is listed once and kept for
+`REACH_SECONDS` in this process (`Reach`), so a GP's reads and searches cost no relationship
+query each: a relationship begun or ended, or a Consent changed, reaches the decisions within
+that time; one begun is seen at once (a patient the list does not reach is asked about
+again), and a principal's own writes drop its list. Beyond `LIST_LIMIT` patients the
+relationship SELECTs are asked per request.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consent import consents, relationships
+from consent.consents import Sharing
 from consent.principals import AccessContext, Kind, PatientFacts, Principal, Relationship
 
 # Relationships outside the registered practice, where the patient's Consents apply.
 OUTSIDE = (Relationship.CARE_TEAM, Relationship.REFERRAL, Relationship.SELF_CLAIMED)
-# At most this many patient ids are listed in a search's SQL per relationship group (each is
-# a bound value; PostgreSQL takes 32767 in a statement, SQLite 32766). Beyond it, the
-# relationship SELECT is used instead.
-LIST_LIMIT = 2000
+STAFF_RELATIONSHIPS = (Relationship.REGISTERED, *OUTSIDE)
+# At most this many patient ids are listed per relationship (they reach SQL as one array
+# value: relationships.member_of); beyond it, the relationship SELECT is used instead.
+LIST_LIMIT = 20_000
+# A search's SQL names the patients only up to this many (one array value); beyond it, the
+# correlated relationship check (relationships.condition) is cheaper than sending the list.
+SQL_LIST_LIMIT = 500
+REACH_SECONDS = 5.0
+REACH_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """The patients a principal reaches, per relationship (None: more than LIST_LIMIT), and
+    the compiled Consents of the consented ones among those outside its practice."""
+
+    expires: float  # time.monotonic()
+    by_kind: dict[Relationship, frozenset[str]] | None
+    consented: dict[str, Sharing]
+
+    def facts(self, patient_id: str) -> PatientFacts:
+        assert self.by_kind is not None
+        found = frozenset(k for k, ids in self.by_kind.items() if patient_id in ids)
+        return PatientFacts(found, self.consented.get(patient_id, consents.EVERYTHING))
+
+    @property
+    def outside(self) -> frozenset[str] | None:
+        if self.by_kind is None:
+            return None
+        return frozenset().union(*(self.by_kind.get(k, frozenset()) for k in OUTSIDE))
+
+
+_reaches: dict[tuple[Any, ...], Reach] = {}
+
+
+def _key(principal: Principal) -> tuple[Any, ...]:
+    return (principal.kind, principal.user, principal.organizations, principal.identities)
+
+
+def _listed_reach(principal: Principal) -> bool:
+    return (principal.kind in (Kind.STAFF, Kind.SYSTEM)
+            and not relationships.network_wide(principal))
+
+
+def cached_reach(principal: Principal) -> Reach | None:
+    """The principal's reach, if it was listed within REACH_SECONDS."""
+    hit = _reaches.get(_key(principal))
+    return hit if hit is not None and hit.expires > time.monotonic() else None
+
+
+def forget_reaches() -> None:
+    _reaches.clear()
+
+
+def forget_reach(principal: Principal) -> None:
+    """Drop the principal's reach: it is writing, and what it writes may change it (a patient
+    it registers, a care team it joins), which its next request must see at once."""
+    _reaches.pop(_key(principal), None)
+
+
+async def reach(conn: AsyncConnection, principal: Principal, now: float) -> Reach:
+    """The principal's reach (a staff member's or a practice system's), listed if stale."""
+    hit = cached_reach(principal)
+    if hit is not None:
+        return hit
+    by_kind: dict[Relationship, frozenset[str]] | None = {}
+    for kind in STAFF_RELATIONSHIPS:
+        ids = await relationships.listed(conn, principal, (kind,), LIST_LIMIT)
+        if ids is None:
+            by_kind = None
+            break
+        by_kind[kind] = ids  # type: ignore[index]
+    made = Reach(time.monotonic() + REACH_SECONDS, by_kind, {})
+    outside: Any = made.outside
+    if outside is None:
+        outside = relationships.patients_of(principal, OUTSIDE)
+    loaded = await consents.load(conn, outside) if outside is not None else {}
+    made = Reach(made.expires, by_kind,
+                 {pid: consents.for_staff(found, principal.references, now)
+                  for pid, found in loaded.items()})
+    if len(_reaches) >= REACH_CACHE_SIZE:
+        _reaches.clear()
+    _reaches[_key(principal)] = made
+    return made
 
 
 async def resolve(conn: AsyncConnection, principal: Principal, *, now: float | None = None,
                   patient_ids: Iterable[str] = (), search: bool = False) -> AccessContext:
     """The access context of `principal` for one request."""
     ctx = AccessContext(principal, time.time() if now is None else now)
+    ctx.dialect = conn.dialect.name
     wanted = set(patient_ids)
     if principal.break_glass is not None:
         wanted.add(principal.break_glass.patient_id)
     if principal.kind is Kind.CARER:
         wanted.update((await conn.execute(relationships.proxy(principal))).scalars())
     await add_patients(conn, ctx, wanted)
-    if (search and principal.kind in (Kind.STAFF, Kind.SYSTEM)
-            and not relationships.network_wide(principal)):  # it is bound by no Consent
-        for key, kinds in (("registered", (Relationship.REGISTERED,)), ("outside", OUTSIDE)):
-            ids = await relationships.listed(conn, principal, kinds, LIST_LIMIT)
-            if ids is not None:
-                ctx.reach[key] = ids
-        reach: Any = ctx.reach.get("outside")
-        if reach is None:
-            reach = relationships.patients_of(principal, OUTSIDE)
-        loaded = await consents.load(conn, reach) if reach is not None else {}
-        ctx.consented = {pid: consents.for_staff(found, principal.references, ctx.now)
-                         for pid, found in loaded.items()}
+    if search and _listed_reach(principal):  # network-wide principals: no list, no Consent
+        found = await reach(conn, principal, ctx.now)
+        if found.by_kind is not None:
+            for key, ids in (("registered", found.by_kind[Relationship.REGISTERED]),
+                             ("outside", found.outside or frozenset())):
+                if len(ids) <= SQL_LIST_LIMIT:
+                    ctx.reach[key] = ids
+        ctx.consented = found.consented
     return ctx
 
 
@@ -61,6 +148,16 @@ async def add_patients(conn: AsyncConnection, ctx: AccessContext,
     if not new:
         return
     principal = ctx.principal
+    if _listed_reach(principal):
+        found_reach = await reach(conn, principal, ctx.now)
+        if found_reach.by_kind is not None:
+            for pid in new:
+                ctx.facts[pid] = found_reach.facts(pid)
+            # A patient the list does not reach is asked about now: a relationship begun
+            # since it was listed must not be refused (an ended one lasts REACH_SECONDS).
+            new = [pid for pid in new if not ctx.facts[pid].relationships]
+            if not new:
+                return
     found = await relationships.resolve(conn, principal, new)
     applies = (principal.kind in (Kind.STAFF, Kind.SYSTEM, Kind.CARER)
                and not relationships.network_wide(principal))

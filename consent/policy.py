@@ -198,7 +198,7 @@ def _reached(ctx: AccessContext, row: Any, key: str, kinds: tuple[Relationship, 
     ids = ctx.reach.get(key)
     if ids is None:
         return relationships.condition(ctx.principal, row, kinds)
-    return row.c.patient_id.in_(sorted(ids)) if ids else sa.false()
+    return relationships.member_of(row.c.patient_id, ids, ctx.dialect) if ids else sa.false()
 
 
 def _consent_ok(ctx: AccessContext, row: Any, resource_type: str | None) -> Any:

@@ -165,6 +165,7 @@ class AccessContext:
     facts: dict[str, PatientFacts] = field(default_factory=dict)
     consented: Mapping[str, Sharing] | None = None
     reach: dict[str, frozenset[str]] = field(default_factory=dict)
+    dialect: str = "postgresql"  # of the database the SQL filter will run on
 
     def break_glass_for(self, patient_id: str | None) -> BreakGlass | None:
         """The principal's emergency access to `patient_id`, if it is open now."""

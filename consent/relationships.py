@@ -27,7 +27,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consent.principals import Kind, Principal, Relationship
@@ -167,8 +169,30 @@ def condition(principal: Principal, row: Any,
         return sa.true()
     if principal.kind is Kind.PATIENT:
         return row.c.patient_id == principal.patient_id if principal.patient_id else sa.false()
-    ids = patients_of(principal, kinds)
-    return row.c.patient_id.in_(ids) if ids is not None else sa.false()
+    wanted = None if kinds is None else set(kinds)
+    clauses = []
+    for kind, selects in paths(principal).items():
+        if wanted is not None and kind not in wanted:
+            continue
+        for select in selects:
+            # Correlated: the database checks the row's one patient through the indexes,
+            # where `patient_id IN (SELECT ...)` would build the whole list (a practice's ten
+            # thousand patients) on every query.
+            sub = select.subquery()
+            clauses.append(sa.exists().where(sub.c.pid == row.c.patient_id))
+    return sa.or_(*clauses) if clauses else sa.false()
+
+
+def member_of(column: Any, ids: Iterable[str], dialect: str) -> Any:
+    """SQL: `column` is one of `ids`, with the ids as ONE bound value however many they are
+    (a PostgreSQL text array; a JSON array read by SQLite's json_each), so a GP's thousands
+    of patients neither swell the statement nor count against the bound-value limits."""
+    values = sorted(ids)
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(sa.Text)))
+    table = sa.func.json_each(sa.bindparam(None, orjson.dumps(values).decode(),
+                                           type_=sa.Text)).table_valued("value")
+    return column.in_(sa.select(table.c.value))
 
 
 async def listed(conn: AsyncConnection, principal: Principal, kinds: Iterable[Relationship],

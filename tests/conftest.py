@@ -86,6 +86,15 @@ async def app(database_url: str) -> AsyncIterator[object]:
 
 
 @pytest.fixture(autouse=True)
+def cold_access_caches() -> None:
+    """Each test starts with no principal's reach listed (consent/context.py keeps them for a
+    few seconds): what a test wrote before is what its next request sees."""
+    from consent import context
+
+    context.forget_reaches()
+
+
+@pytest.fixture(autouse=True)
 async def every_request_is_audited() -> AsyncIterator[None]:
     start, since = len(SENT), time.time() - 1
     yield

@@ -1,0 +1,186 @@
+"""What access control costs on read and search: the same requests, the same run, with and
+without it (issue 5: keep it under 20%).
+
+    uv run python bench/access.py --db postgresql://postgres@127.0.0.1:5432/carenet_ingest25k \
+        [--runs 3 --duration 8 --connections 16 --server-cpus 0 --client-cpus 1]
+
+On a network database (bench/network.py ingest), for the patients registered at the largest
+practice, three servers take turns within each run:
+- `open`: bench/open_app.py, the same code with access control switched off (no token check,
+  no decision, no SQL filter, no audit): the baseline;
+- `gp`: the real server, a GP of that practice signed in (user/*.cruds): the relationship,
+  Consent and label rules, and an AuditEvent per request;
+- `operator`: the real server, the network's backend service (system/*.cruds).
+Requests: reads of those patients' Patient and Observation resources by id, and two of the
+clinician searches (active problems; active medications with their Medication included).
+The cost is 1 - (req/s with) / (req/s open), from the medians. Results go to
+bench/results/<timestamp>-network-access.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from network import ROOT, RESULTS, machine, save, stop_server, wrk  # noqa: E402
+
+KINDS = {
+    "read Patient": "/fhir/Patient/{patient}",
+    "read Observation": "/fhir/Observation/{observation}",
+    "problems": "/fhir/Condition?patient={patient}&clinical-status=active",
+    "medications": "/fhir/MedicationRequest?patient={patient}&status=active"
+                   "&_include=MedicationRequest:medication",
+}
+GP_CODES = ("R0260", "R0270", "R6300")
+
+
+def start(app: str, db_url: str, port: int, workers: int, cpus: str | None) -> subprocess.Popen:
+    """uvicorn serving `app` ("api.main:app" or "bench.open_app:app") on `db_url`."""
+    env = {**os.environ, "CARENET_DATABASE_URL": db_url, "CARENET_LOG_LEVEL": "warning",
+           "CARENET_MIGRATE_ON_START": "false", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--workers",
+           str(workers), "--log-level", "warning", "--no-access-log"]
+    if cpus:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/fhir/metadata", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"{app} exited with {proc.returncode}")
+        time.sleep(0.5)
+    stop_server(proc)
+    raise SystemExit(f"{app} did not answer within 90 s")
+
+
+async def _practice(db_url: str, n: int) -> tuple[str, list[str], list[str]]:
+    """The GP (Practitioner id) of the largest practice, its patients, their Observations."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        practice = await conn.fetchval(
+            "SELECT target_id FROM sp_reference WHERE param='general-practitioner' AND "
+            "target_type='Organization' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
+        gp = await conn.fetchval(
+            "SELECT p.target_id FROM resource r "
+            "JOIN sp_reference o ON o.rid=r.rid AND o.param='organization' AND o.target_id=$1 "
+            "JOIN sp_reference p ON p.rid=r.rid AND p.param='practitioner' "
+            "JOIN sp_token c ON c.rid=r.rid AND c.param='role' AND c.code = ANY($2::text[]) "
+            "WHERE r.type='PractitionerRole' AND NOT r.deleted LIMIT 1", practice, list(GP_CODES))
+        patients = [r["id"] for r in await conn.fetch(
+            "SELECT r.id FROM resource r JOIN sp_reference g ON g.rid=r.rid AND "
+            "g.param='general-practitioner' AND g.target_id=$1 WHERE r.type='Patient' AND NOT "
+            "r.deleted ORDER BY random() LIMIT $2", practice, n)]
+        observations = [r["id"] for r in await conn.fetch(
+            "SELECT r.id FROM resource r WHERE r.type='Observation' AND NOT r.deleted AND "
+            "r.patient_id = ANY($1::text[]) ORDER BY random() LIMIT $2", patients, n)]
+    finally:
+        await conn.close()
+    if gp is None:
+        raise SystemExit(f"no GP found at Organization/{practice}")
+    return gp, patients, observations
+
+
+async def _tokens(db_url: str, port: int, gp: str) -> dict[str, str]:
+    from consent.grants import operator_token
+    from consent.keys import KeyRing
+    from consent.tokens import Grant, issue_access_token
+    from fhir.db import Database
+
+    base = f"http://127.0.0.1:{port}/fhir"
+    db = Database(db_url, pool_size=1)
+    try:
+        keys = await KeyRing().get(db)
+        grant = Grant(subject=f"Practitioner/{gp}", scope="user/*.cruds openid fhirUser",
+                      fhir_user=f"Practitioner/{gp}")
+        gp_token = issue_access_token(keys, issuer=base.removesuffix("/fhir"), audience=base,
+                                      client_id="carenet-bench", grant=grant, lifetime=7200,
+                                      fhir_base=base).token
+        operator = await operator_token(db, fhir_base=base, client_id="carenet-bench",
+                                        lifetime=7200)
+    finally:
+        await db.dispose()
+    return {"open": "open", "gp": gp_token, "operator": operator}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--port", type=int, default=8096)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--server-cpus")
+    parser.add_argument("--client-cpus")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    gp, patients, observations = asyncio.run(_practice(args.db, 2000))
+    rng = random.Random(3)
+    work = RESULTS / "tmp"
+    work.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for kind, template in KINDS.items():
+        paths = [template.format(patient=rng.choice(patients), observation=o)
+                 for o in (observations if "observation" in template else patients)]
+        files[kind] = work / f"access-{kind.replace(' ', '-')}.txt"
+        files[kind].write_text("\n".join(paths) + "\n")
+    tokens = asyncio.run(_tokens(args.db, args.port, gp))
+    apps = {"open": "bench.open_app:app", "gp": "api.main:app", "operator": "api.main:app"}
+    dbname = args.db.rsplit("/", 1)[-1]
+    results: dict[str, dict[str, list[dict]]] = {v: {k: [] for k in KINDS} for v in apps}
+    for _ in range(args.runs):
+        for variant, app in apps.items():
+            proc = start(app, args.db, args.port, args.workers, args.server_cpus)
+            try:
+                run_args = argparse.Namespace(**{**vars(args), "token": tokens[variant]})
+                for kind, path in files.items():
+                    wrk(path, argparse.Namespace(**{**vars(run_args), "duration": 3}))  # warm
+                    results[variant][kind].append(wrk(path, run_args, cpu_of=(proc.pid, dbname)))
+            finally:
+                stop_server(proc)
+
+    def med(variant: str, kind: str, key: str) -> float:
+        return statistics.median(r.get(key, 0) for r in results[variant][kind])
+
+    rows = []
+    for kind in KINDS:
+        base = med("open", kind, "requests_per_s")
+        cells = [f"{base:,.0f}"]
+        for variant in ("gp", "operator"):
+            rate = med(variant, kind, "requests_per_s")
+            bad = sum(r["non2xx"] for r in results[variant][kind])
+            cells.append(f"{rate:,.0f} ({100 * (1 - rate / base):+.0f}%)"
+                         + (f", {bad} non-2xx" if bad else ""))
+        cells += [f"{med(v, kind, 'server_cpu_ms_per_req'):.2f}" for v in apps]
+        rows.append(f"| {kind} | " + " | ".join(cells) + " |")
+    table = (f"## the cost of access control on {dbname}\n\n- machine: {machine()}\n"
+             f"- server: {args.workers} worker(s), cpus {args.server_cpus or 'any'}; wrk 1 thread, "
+             f"{args.connections} connections, cpus {args.client_cpus or 'any'}; {args.runs} runs "
+             f"x {args.duration} s, the three servers in turn within each run (medians)\n"
+             f"- GP: Practitioner/{gp}, {len(patients)} of their practice's patients\n\n"
+             "| requests | open req/s | GP req/s (cost) | operator req/s (cost) | "
+             "server CPU ms/req open | GP | operator |\n|---|---:|---:|---:|---:|---:|---:|\n"
+             + "\n".join(rows) + "\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in KINDS.items())
+             + "\n")
+    save("access", {"results": results, "machine": machine(), "args": vars(args),
+                    "gp": gp}, table)
+
+
+if __name__ == "__main__":
+    main()

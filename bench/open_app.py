@@ -1,0 +1,59 @@
+"""The server with access control taken out, as the baseline of bench/access.py. NEVER DEPLOY.
+
+Same code, same routes, same fast read path; what is switched off is everything access
+control adds to a request:
+- the bearer token is not verified (any Authorization header stands for one all-seeing
+  backend service);
+- no guard is installed: no per-resource decision, no SQL visibility filter;
+- no AuditEvent is written.
+It is a module of bench/, imported only by `uvicorn bench.open_app:app` from bench/access.py;
+nothing in api/ can reach it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fastapi import Request  # noqa: E402
+
+from api import access  # noqa: E402
+from api import audit as api_audit  # noqa: E402
+from api.app import create_app  # noqa: E402
+from consent import consents  # noqa: E402
+from consent.principals import Kind, PatientFacts, Principal  # noqa: E402
+from consent.scopes import parse  # noqa: E402
+from consent.tokens import Caller  # noqa: E402
+
+PRINCIPAL = Principal(Kind.SYSTEM, "Device/open-bench")
+CALLER = Caller(kind="system", subject="open-bench", scopes=parse("system/*.cruds"),
+                client_id="open-bench", expires_at=float("inf"))
+OPEN_FACTS = PatientFacts(frozenset(), consents.EVERYTHING)
+NO_GUARD = SimpleNamespace(visible=None)
+
+
+class OpenAccess(access.Access):
+    @asynccontextmanager
+    async def guarding(self, conn: Any, *, write: bool = False,
+                       search: bool = False) -> AsyncIterator[Any]:
+        yield NO_GUARD
+
+
+async def open_authenticate(request: Request) -> access.Access:
+    grant = OpenAccess(CALLER, PRINCIPAL, audited=True, scope=request.scope)
+    request.state.access = grant
+    return grant
+
+
+access.cached = lambda token: (CALLER, PRINCIPAL)  # the fast path: any token will do
+access.known_facts = lambda principal, patient_id: OPEN_FACTS
+api_audit.AuditTrail._submit = staticmethod(lambda scope, status: None)  # type: ignore[method-assign]
+
+app = create_app()
+app.dependency_overrides[access.authenticate] = open_authenticate
