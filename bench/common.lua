@@ -109,3 +109,12 @@ function load_ids(path)
   if #ids == 0 then error("no ids in " .. path) end
   return ids
 end
+
+-- The bearer token the harness passes in BENCH_TOKEN (the server asks for one on every FHIR
+-- request but /metadata); call from init().
+function use_token()
+  local token = os.getenv("BENCH_TOKEN")
+  if token and token ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. token
+  end
+end

@@ -55,6 +55,10 @@ end
 function init(args)
   ids = load_ids(args[1])
   seed_random()
+  local token = os.getenv("BENCH_TOKEN")  -- this script passes its own headers
+  if token and token ~= "" then
+    headers["Authorization"] = "Bearer " .. token
+  end
 end
 
 function request()

@@ -7,6 +7,7 @@ local ids
 function init(args)
   ids = load_ids(args[1])
   seed_random()
+  use_token()
   wrk.headers["Accept"] = "application/fhir+json"
 end
 

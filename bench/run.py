@@ -351,9 +351,31 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def get_status(url: str) -> int:
+def operator_token(database_url: str, fhir_base: str) -> str:
+    """The network backend service's token (system/*.cruds), signed with the keys the server
+    keeps in its database (consent.grants.operator_token): every FHIR request needs one."""
+    import asyncio
+
+    sys.path.insert(0, str(ROOT))
+    from consent.grants import operator_token as sign
+    from fhir.db import Database
+
+    async def make() -> str:
+        db = Database(database_url, pool_size=1)
+        try:
+            return await sign(db, fhir_base=fhir_base, client_id="carenet-bench",
+                              lifetime=24 * 3600)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(make())
+
+
+def get_status(url: str, token: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=10) as resp:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -767,12 +789,15 @@ def main(argv: list[str] | None = None) -> int:
                             "worker_pids": server.worker_pids(),
                             "affinity": {p: affinity(p) for p in server.pids()}}
         log(f"server up; workers {server.worker_pids()}; seeding {args.patients} Patients")
+        token = operator_token(pg.url, server.base)
+        os.environ["BENCH_TOKEN"] = token  # wrk's scripts send it (common.lua use_token)
         started = time.monotonic()
-        ids = seed.seed_patients(server.base, args.patients, bundle_size=args.bundle_size)
+        ids = seed.seed_patients(server.base, args.patients, bundle_size=args.bundle_size,
+                                 token=token)
         report["data"]["seed_seconds"] = round(time.monotonic() - started, 1)
         ids_file = work / "patient-ids.txt"
         ids_file.write_text("\n".join(ids) + "\n")
-        if get_status(f"{server.base}/Patient/{ids[0]}") != 200:
+        if get_status(f"{server.base}/Patient/{ids[0]}", token) != 200:
             raise HarnessError(f"a seeded Patient ({ids[0]}) does not read back")
         report["data"]["start"] = pg.data_size()
         sampler = Sampler(server, pg)

@@ -73,10 +73,12 @@ def transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
          "request": {"method": "POST", "url": r["resourceType"]}} for r in resources]}
 
 
-def post_json(url: str, body: Any, timeout: float) -> tuple[int, Any]:
+def post_json(url: str, body: Any, timeout: float, token: str | None = None) -> tuple[int, Any]:
     data = json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST", headers={
-        "Content-Type": "application/fhir+json", "Accept": "application/fhir+json"})
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read())
@@ -85,7 +87,7 @@ def post_json(url: str, body: Any, timeout: float) -> tuple[int, Any]:
 
 
 def seed_patients(base: str, count: int, *, bundle_size: int = 100, seed: int = 20261122,
-                  deadline_s: float = 600.0) -> list[str]:
+                  deadline_s: float = 600.0, token: str | None = None) -> list[str]:
     """Create `count` Patients in transaction Bundles; returns their server-assigned ids."""
     rng = random.Random(seed)
     numbers = nhs_numbers()
@@ -96,7 +98,7 @@ def seed_patients(base: str, count: int, *, bundle_size: int = 100, seed: int = 
             raise RuntimeError(f"seeding took longer than {deadline_s:.0f}s "
                                f"({len(ids)}/{count} Patients)")
         batch = [patient(rng, next(numbers)) for _ in range(min(bundle_size, count - len(ids)))]
-        status, body = post_json(base, transaction(batch), timeout=120)
+        status, body = post_json(base, transaction(batch), timeout=120, token=token)
         if status != 200:
             raise RuntimeError(f"seed transaction answered {status}: {body}")
         for entry in body["entry"]:

@@ -9,10 +9,7 @@ function init(args)
   paths = load_ids(args[1])
   seed_random()
   wrk.headers["Accept"] = "application/fhir+json"
-  local token = os.getenv("BENCH_TOKEN")  -- a bearer token, when the server asks for one
-  if token and token ~= "" then
-    wrk.headers["Authorization"] = "Bearer " .. token
-  end
+  use_token()
 end
 
 function request()
