@@ -15,7 +15,31 @@ TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-inst
 EVERYTHING = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
 
 
-def capability_statement(*, base: str, software_version: str) -> dict[str, Any]:
+SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def smart_security(endpoints: dict[str, str]) -> dict[str, Any]:
+    """rest.security of a SMART on FHIR server (https://hl7.org/fhir/smart-app-launch/
+    conformance.html#using-cors): the service, and the OAuth endpoints (`authorize`,
+    `token`, `register`, `introspect`, `revoke`, ...) in the oauth-uris extension."""
+    return {
+        "cors": True,
+        "service": [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR",
+                                 "display": "SMART-on-FHIR"}],
+                     "text": "OAuth2 using SMART-on-FHIR profile"}],
+        "description": "Every interaction but /metadata needs a bearer token (SMART App Launch "
+                       "v2: patient/, user/ and system/ scopes; see "
+                       ".well-known/smart-configuration). What a token's user may see and do "
+                       "follows their role, their relationship to the patient, the patient's "
+                       "Consent and security labels; every access is audited (AuditEvent).",
+        "extension": [{"url": SMART_OAUTH_URIS, "extension": [
+            {"url": name, "valueUri": url} for name, url in endpoints.items()]}],
+    }
+
+
+def capability_statement(*, base: str, software_version: str,
+                         security: dict[str, Any] | None = None) -> dict[str, Any]:
     reg = registry()
     resources = []
     for type_ in sorted(reg.resource_types):
@@ -56,6 +80,7 @@ def capability_statement(*, base: str, software_version: str) -> dict[str, Any]:
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
+            **({"security": security} if security is not None else {}),
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"},
                             {"code": "history-system"}],

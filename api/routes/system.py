@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.access import AccessDep
 from api.deps import DbDep, SettingsDep
 from api.http import base_url, fhir_response, prefer, read_json
+from api.oauth import context as oauth_context
 from fhir import jsontext, transaction
-from fhir.capability import capability_statement
+from fhir.capability import capability_statement, smart_security
 from fhir.errors import BadRequest
 
 router = APIRouter()
@@ -25,8 +26,11 @@ VERSION = "0.1.0"
 async def metadata(request: Request) -> Response:
     cached = getattr(request.app.state, "capability", None)
     if cached is None:
-        cached = orjson.dumps(capability_statement(base=base_url(request),
-                                                   software_version=VERSION))
+        endpoints = {name: oauth_context.endpoint(request, name)
+                     for name in ("authorize", "token", "register", "introspect", "revoke")}
+        cached = orjson.dumps(capability_statement(
+            base=base_url(request), software_version=VERSION,
+            security=smart_security(endpoints)))
         request.app.state.capability = cached
     return fhir_response(cached)
 

@@ -104,3 +104,23 @@ async def test_every_listed_type_is_searchable(client: httpx.AsyncClient,
         r = await client.get(f"/{entry['type']}", params={"_count": "0"})
         assert r.status_code == 200, (entry["type"], r.text)
         assert r.json()["type"] == "searchset"
+
+
+async def test_metadata_needs_no_token_and_names_the_smart_endpoints(
+        anonymous: httpx.AsyncClient) -> None:
+    """A SMART app discovers how to sign in before it has a token: /metadata is public and its
+    rest.security names the same endpoints as .well-known/smart-configuration."""
+    r = await anonymous.get("/metadata")
+    assert r.status_code == 200, r.text
+    security = r.json()["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    [uris] = [e for e in security["extension"] if e["url"].endswith("/oauth-uris")]
+    named = {e["url"]: e["valueUri"] for e in uris["extension"]}
+    smart = (await anonymous.get("/.well-known/smart-configuration")).json()
+    assert named["authorize"] == smart["authorization_endpoint"]
+    assert named["token"] == smart["token_endpoint"]
+    assert named["revoke"] == smart["revocation_endpoint"]
+    assert named["introspect"] == smart["introspection_endpoint"]
+    refused = await anonymous.get("/Patient")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith("Bearer")
