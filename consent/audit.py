@@ -347,15 +347,23 @@ async def write(conn: AsyncConnection, records: Iterable[AuditRecord]) -> list[s
     A successful ETREAT record also raises its break-glass alert (`break_glass_alert`), once
     per session.
     """
-    planned = [(record, patient_id, event(record, patient_id)) for record in records
-               for patient_id in _patients(record)]
-    for _, _, body in planned:
-        body["id"] = interactions.new_id()
-    await store.insert_many(conn, [(body, *index_rows(body)) for _, _, body in planned])
-    for record, patient_id, body in planned:
+    planned = [(record, patient_id) for record in records for patient_id in _patients(record)]
+    # Made one at a time as the store takes them: an event's body is garbage once stamped,
+    # so a batch does not keep hundreds of them alive (and the collector busy).
+    stored = await store.insert_many(conn, (_item(r, p) for r, p in planned))
+    for (record, patient_id), one in zip(planned, stored, strict=True):
         if record.purpose == "ETREAT" and record.status < 400 and patient_id:
-            await break_glass_alert(conn, record, patient_id, audit_id=body["id"])
-    return [body["id"] for _, _, body in planned]
+            await break_glass_alert(conn, record, patient_id, audit_id=one.id)
+    return [one.id for one in stored]
+
+
+def _item(record: AuditRecord, patient_id: str | None) -> tuple[dict[str, Any], Rows,
+                                                                 str | None]:
+    """The AuditEvent of `record` for `patient_id` with its new id, its index rows and its
+    patient, as `store.insert_many` takes them."""
+    body = event(record, patient_id)
+    body["id"] = interactions.new_id()
+    return body, *index_rows(body)
 
 
 def _session_key(record: AuditRecord, patient_id: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -242,14 +242,17 @@ _INSERT_MANY_POSTGRES = sa.text(
     "CAST(:content AS jsonb[])) AS u(type, id, last_updated, patient_id, security, content) "
     "RETURNING rid, type, id"
 )
+# Elsewhere one executemany; SQLAlchemy returns its rows in the order of the parameters.
+_INSERT_IN_ORDER = resource.insert().returning(resource.c.rid, sort_by_parameter_order=True)
 
 
-async def insert_many(conn: AsyncConnection, items: Sequence[tuple[dict[str, Any], Rows,
+async def insert_many(conn: AsyncConnection, items: Iterable[tuple[dict[str, Any], Rows,
                                                                    str | None]], *,
                       method: str = "POST") -> list[Stored]:
     """Store many new resources, each (body with its id set, its index rows, its patient),
     as version 1; their Stored, in order. For records the server writes in bulk (AuditEvents),
-    whose callers have their index rows already (consent.audit.index_rows).
+    whose callers have their index rows already (consent.audit.index_rows). `items` is read
+    once, in order, and no body is kept: a generator need not hold them all at once.
 
     NO GUARD: unlike `insert` it neither asks `guard.check_write` nor lets the guard stamp
     the body (`guard.prepare`), so it is only for what the server writes on its own account,
@@ -260,17 +263,20 @@ async def insert_many(conn: AsyncConnection, items: Sequence[tuple[dict[str, Any
     """
     if guard.current() is not None:
         raise RuntimeError("insert_many writes unguarded: call it under guarding(None)")
-    if not items:
-        return []
     now = _now()
-    values = [{"type": body["resourceType"], "id": body["id"], "version": 1,
-               "last_updated": now, "deleted": False, "patient_id": patient,
-               "security": _security(body), "content": _stamp(body, 1, now)}
-              for body, _, patient in items]
+    values: list[dict[str, Any]] = []
+    index: list[Rows] = []
+    for body, rows, patient in items:
+        values.append({"type": body["resourceType"], "id": body["id"], "version": 1,
+                       "last_updated": now, "deleted": False, "patient_id": patient,
+                       "security": _security(body), "content": _stamp(body, 1, now)})
+        index.append(rows)
+    if not values:
+        return []
     postgres = conn.dialect.name == "postgresql"
     one_statement = postgres and len(values) == 1 and pending.current() is None
     if one_statement:
-        rids = [await pending.insert_postgres(conn, values[0], items[0][1], method)]
+        rids = [await pending.insert_postgres(conn, values[0], index[0], method)]
     elif postgres:
         found = await conn.execute(_INSERT_MANY_POSTGRES, {
             key: [v[key] for v in values]
@@ -278,14 +284,14 @@ async def insert_many(conn: AsyncConnection, items: Sequence[tuple[dict[str, Any
         rid_of = {(type_, id_): rid for rid, type_, id_ in found}
         rids = [rid_of[(v["type"], v["id"])] for v in values]
     else:
-        rids = [(await conn.execute(_INSERT, v)).scalar_one() for v in values]
+        rids = list((await conn.execute(_INSERT_IN_ORDER, values)).scalars())
     stored = [Stored(rid, v["type"], v["id"], 1, now, False, v["content"], v["patient_id"],
                      v["security"]) for rid, v in zip(rids, values, strict=True)]
     if one_statement:
         return stored
     batch = pending.current()
     async with (pending.batched(conn) if batch is None else contextlib.nullcontext(batch)) as to:
-        for one, (_, rows, _) in zip(stored, items, strict=True):  # flushed together
+        for one, rows in zip(stored, index, strict=True):  # flushed together
             to.index(one.rid, rows, replace=False)
             to.version((one.rid, one.type, one.id, 1, now, method, False, one.content))
     return stored

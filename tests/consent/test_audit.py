@@ -22,7 +22,8 @@ from consent import audit
 from consent.audit import AuditLog, AuditRecord, AuditUnavailable
 from consent.policy import search_filter
 from consent.principals import AccessContext, BreakGlass, Kind, Principal, Role
-from fhir import interactions, pending, search
+from fhir import guard as fhir_guard
+from fhir import interactions, pending, search, store
 from fhir.schema import resource
 from fhir.validation import check_resource
 
@@ -283,6 +284,29 @@ async def test_a_write_and_its_audit_commit_or_fail_together(app: Any, tag: str)
     assert entity(event, "4")[0]["what"] == {"reference": f"Observation/{observation['id']}"}
     assert event["action"] == "C" and event["agent"][0]["type"]["coding"][1]["code"] == "AGNT"
 
+
+
+async def test_events_are_stored_in_bulk_as_version_1_with_their_history(app: Any,
+                                                                          tag: str) -> None:
+    p, q = ids(tag, "p", "q")
+    async with app.state.db.write() as conn:
+        one = await audit.write(conn, [AuditRecord(gp(), "read", "Patient", p,
+                                                   patient_ids=(p,))])  # alone: one statement
+        many = await audit.write(conn, [AuditRecord(gp(), "search", "Observation", query="",
+                                                    patient_ids=(p, q))] * 3)
+    assert len(one) == 1 and len(many) == 6 and len(set(one + many)) == 7
+    async with app.state.db.read() as conn:
+        for id_ in one + many:
+            current = await store.read_current(conn, "AuditEvent", id_)
+            first = await store.read_version(conn, "AuditEvent", id_, 1)
+            assert current is not None and first is not None and current.version == 1
+            assert current.content == first.content
+            body = orjson.loads(current.content)
+            assert body["meta"] == {"versionId": "1", "lastUpdated": current.instant}
+    assert len(await stored(app, "AuditEvent", q)) == 3
+    with fhir_guard.guarding(object()), pytest.raises(RuntimeError):  # type: ignore[arg-type]
+        async with app.state.db.write() as conn:
+            await store.insert_many(conn, [])
 
 async def test_break_glass_raises_one_flag_per_session(app: Any, tag: str) -> None:
     [p] = ids(tag, "p")
