@@ -1,4 +1,4 @@
-"""Command line: `python -m api serve [--demo] | migrate | seed`."""
+"""Command line: `python -m api serve [--demo] | migrate | seed | token | register-client`."""
 
 from __future__ import annotations
 
@@ -55,6 +55,29 @@ async def _migrate(settings: Settings) -> None:
         await db.dispose()
 
 
+async def _token(settings: Settings, args: argparse.Namespace) -> str:
+    from consent.grants import operator_token
+    from fhir.db import Database
+    from fhir.migrate import upgrade
+
+    user = args.user
+    if user is not None and not user.startswith(("Patient/", "Practitioner/")):
+        sys.exit("--user takes Patient/<id> or Practitioner/<id>")
+    default = ("system/*.cruds" if user is None else "patient/*.cruds launch/patient"
+               if user.startswith("Patient/") else "user/*.cruds")
+    base = (args.base or settings.base_url
+            or f"http://{settings.host}:{settings.port}/fhir").rstrip("/")
+    db = Database(settings.database_url)
+    try:
+        await upgrade(db.engine)
+        return await operator_token(db, fhir_base=base, client_id="carenet-cli",
+                                    scope=args.scope or default, user=user,
+                                    lifetime=int(args.hours * 3600),
+                                    issuer=settings.issuer or None)
+    finally:
+        await db.dispose()
+
+
 async def _register_client(settings: Settings, source: str) -> int:
     import json
 
@@ -92,6 +115,16 @@ def main(argv: list[str] | None = None) -> None:
                             help="register an OAuth client from RFC 7591 metadata (JSON), "
                                  "also when /oauth/register is closed")
     client.add_argument("metadata", help="a JSON file, or - for standard input")
+    token = sub.add_parser("token", help="print an access token signed with this server's "
+                                         "keys (for trying the API; needs its database)")
+    token.add_argument("--user", help="Practitioner/<id> or Patient/<id> (default: the "
+                                      "network's backend service)")
+    token.add_argument("--scope", help="default user/*.cruds for a user, patient/*.cruds for a "
+                                       "patient, system/*.cruds for the service")
+    token.add_argument("--base", default=None,
+                       help="the FHIR base the token is for (default http://HOST:PORT/fhir, "
+                            "or CARENET_BASE_URL)")
+    token.add_argument("--hours", type=float, default=1.0)
     from api.synthetic.cli import add_seed_parser, run_seed
 
     add_seed_parser(sub)
@@ -105,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run_seed(args))
     elif args.command == "register-client":
         sys.exit(asyncio.run(_register_client(settings, args.metadata)))
+    elif args.command == "token":
+        print(asyncio.run(_token(settings, args)))
 
 
 if __name__ == "__main__":

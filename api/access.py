@@ -21,9 +21,8 @@ then granted (not to entries sealed with labels break-glass does not open), the 
 audited with purpose of use ETREAT, and a privacy-officer alert is raised (api/audit.py).
 
 A verified token is remembered for `CACHE_SECONDS` (at most until it expires), so the hot
-read path does not verify a signature and look up a user on every request. Revocation through
-this server drops the token at once in this process; in other worker processes within
-`CACHE_SECONDS`.
+read path does not verify a signature and look up a user on every request: a revoked token
+stops working within that time.
 """
 
 from __future__ import annotations
@@ -390,10 +389,6 @@ def cached(token: str) -> tuple[Caller, Principal] | None:
 def forget(token: str) -> None:
     """Drop a token from the cache (it has been revoked)."""
     _cache.pop(token, None)
-
-
-def forget_all() -> None:
-    _cache.clear()
 
 
 async def principal_of(conn: AsyncConnection, caller: Caller) -> Principal:

@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.audit.stop()
+            app.state.audit = None  # stopped: nothing may queue to it any more
             await db.dispose()
 
     app = FastAPI(title="carenet", version=system.VERSION, lifespan=lifespan,

@@ -177,4 +177,6 @@ class AuditTrail:
         if access is not None:
             access.audited = True
         log_ = scope["app"].state.audit
+        if log_ is None:  # the server is shutting down: refuse rather than go unaudited
+            raise audit.AuditUnavailable("The server is shutting down; try again shortly.")
         log_.submit([record(access, scope, status)])

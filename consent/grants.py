@@ -285,18 +285,23 @@ async def revoke(conn: AsyncConnection, token_value: str, hint: str | None,
 
 async def operator_token(db: Any, *, fhir_base: str, client_id: str,
                          scope: str = "system/*.cruds", lifetime: int = 3600,
-                         issuer: str | None = None) -> str:
+                         issuer: str | None = None, user: str | None = None,
+                         patient: str | None = None) -> str:
     """An access token for the server's operator, signed with the server's own keys read from
     its database (`python -m api seed` and `serve --demo` load through the API with one).
 
     Whoever can read the database holds the keys already, so this grants nothing new; it is
     the backend-services token a registered client would get, without a registration.
-    `issuer`: the authorisation server (default: `fhir_base` without /fhir).
+    `issuer`: the authorisation server (default: `fhir_base` without /fhir). `user`: a
+    token for that Patient or Practitioner instead (`python -m api token`), as if they had
+    signed in; `patient`: the patient in context (patient/ scopes).
     """
     from consent.keys import KeyRing
 
     keys = await KeyRing().get(db)
-    grant = tokens.Grant(subject=client_id, scope=scope)
+    grant = tokens.Grant(subject=user or client_id, scope=scope, fhir_user=user,
+                         patient=patient or (user.partition("/")[2]
+                                             if user and user.startswith("Patient/") else None))
     return tokens.issue_access_token(
         keys, issuer=issuer or fhir_base.removesuffix("/fhir"), audience=fhir_base,
         client_id=client_id, grant=grant, lifetime=lifetime, fhir_base=fhir_base).token

@@ -216,6 +216,9 @@ async def revoke(request: Request) -> Response:
             failure = exc
     if failure is not None:
         raise failure
+    from api import access  # the FHIR side's token cache: this worker stops taking it now
+
+    access.forget(form["token"])
     return Response(status_code=200, headers={"Cache-Control": "no-store"})
 
 
