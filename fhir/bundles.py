@@ -27,6 +27,8 @@ def searchset(*, base: str, page: Page, query: SearchQuery) -> bytes:
     links = {"self": query.link()}
     if page.next is not None:
         links["next"] = query.link(page.next)
+    if page.previous is not None:
+        links["previous"] = query.link(page.previous, backward=True)
     head["link"] = [{"relation": rel, "url": f"{base}/{url}"} for rel, url in links.items()]
     parts = [_dumps(head)[:-1], ',"entry":[']
     entries = [(row, "match") for row in page.matches]

@@ -24,6 +24,7 @@ class Page:
     included: list[Row]
     total: int | None
     next: paging.Cursor | None
+    previous: paging.Cursor | None = None  # the page before ends before this (a backward cursor)
 
 
 def where(query: SearchQuery, extra: list[Any] | None = None) -> list[Any]:
@@ -46,18 +47,31 @@ async def run(conn: AsyncConnection, query: SearchQuery,
     if query.summary == "count" or query.count == 0:
         return Page([], [], await count(conn, query, extra), None)
     exprs = [paging.key_expression(k, resource, i) for i, k in enumerate(query.sort)]
+    # A previous page is read backwards from the cursor (rows before it, last first) and
+    # turned round; like `next`, it stays right while other clients write.
+    backward = query.backward and query.cursor is not None
     stmt = (sa.select(resource.c.rid, resource.c.type, resource.c.id, resource.c.content, *exprs)
             .where(*where(query, extra))
-            .order_by(*paging.order_by(query.sort, exprs, resource))
+            .order_by(*paging.order_by(query.sort, exprs, resource, reverse=backward))
             .limit(query.count + 1))
     if query.cursor is not None:
-        stmt = stmt.where(paging.after(query.sort, exprs, resource, query.cursor))
-    rows = await sql.fetch_all(conn, stmt)
-    cursor = None
-    if len(rows) > query.count:
-        rows = rows[: query.count]
-        last = rows[-1]
-        cursor = [*last[4:], last[0]]
+        stmt = stmt.where(paging.after(query.sort, exprs, resource, query.cursor,
+                                       reverse=backward))
+    rows = list(await sql.fetch_all(conn, stmt))
+    more = len(rows) > query.count
+    rows = rows[: query.count]
+    if backward:
+        rows.reverse()
+
+    def key(row: Any) -> paging.Cursor:
+        return [*row[4:], row[0]]
+
+    if backward:  # the page it came from follows this one
+        cursor = key(rows[-1]) if rows else None
+        previous = key(rows[0]) if more else None
+    else:
+        cursor = key(rows[-1]) if more else None
+        previous = key(rows[0]) if query.cursor is not None and rows else None
     matches: list[Row] = [tuple(r[:4]) for r in rows]  # type: ignore[misc]
     if query.total in ("accurate", "estimate"):
         total: int | None = await count(conn, query, extra)
@@ -66,7 +80,7 @@ async def run(conn: AsyncConnection, query: SearchQuery,
     else:
         total = None
     included = await include.collect(conn, query, matches)
-    return Page(matches, included, total, cursor)
+    return Page(matches, included, total, cursor, previous)
 
 
 async def match_ids(conn: AsyncConnection, type_: str, params: list[tuple[str, str]],

@@ -88,13 +88,18 @@ def key_expression(key: SortKey, row: Any, position: int = 0) -> Any:
     return sa.func.coalesce(value, missing_desc if key.descending else missing_asc)
 
 
-def order_by(keys: list[SortKey], exprs: list[Any], row: Any) -> list[Any]:
-    out = [e.desc() if k.descending else e.asc() for k, e in zip(keys, exprs, strict=True)]
-    return [*out, row.c.rid.asc()]
+def order_by(keys: list[SortKey], exprs: list[Any], row: Any,
+             reverse: bool = False) -> list[Any]:
+    """The order of `keys` then row id (`reverse`: the opposite, to read a previous page)."""
+    out = [e.desc() if k.descending != reverse else e.asc()
+           for k, e in zip(keys, exprs, strict=True)]
+    return [*out, row.c.rid.desc() if reverse else row.c.rid.asc()]
 
 
-def after(keys: list[SortKey], exprs: list[Any], row: Any, cursor: Cursor) -> Any:
-    """Rows strictly after `cursor` in the order of `keys` then row id."""
+def after(keys: list[SortKey], exprs: list[Any], row: Any, cursor: Cursor,
+          reverse: bool = False) -> Any:
+    """Rows strictly after `cursor` in the order of `keys` then row id (`reverse`: strictly
+    before it)."""
     if len(cursor) != len(keys) + 1:
         raise BadRequest("_cursor does not belong to this search (its sort differs).")
     *values, rid = cursor
@@ -102,10 +107,10 @@ def after(keys: list[SortKey], exprs: list[Any], row: Any, cursor: Cursor) -> An
     clauses = []
     for i, (key, expr) in enumerate(zip(keys, exprs, strict=True)):
         equal_before = [exprs[j] == values[j] for j in range(i)]
-        step = expr < values[i] if key.descending else expr > values[i]
+        step = expr < values[i] if key.descending != reverse else expr > values[i]
         clauses.append(sa.and_(*equal_before, step))
     clauses.append(sa.and_(*(e == v for e, v in zip(exprs, values, strict=True)),
-                           row.c.rid > rid))
+                           row.c.rid < rid if reverse else row.c.rid > rid))
     return sa.or_(*clauses)
 
 
@@ -120,19 +125,34 @@ def _cursor_value(key: SortKey, value: Any) -> Any:
     raise BadRequest("_cursor does not belong to this search (its sort values differ).")
 
 
-def encode(cursor: Cursor) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(cursor)).decode().rstrip("=")
+def encode(cursor: Cursor, backward: bool = False) -> str:
+    """A page cursor: the next page starts after `cursor`; with `backward`, the previous
+    page ends before it."""
+    value: Any = {"before": cursor} if backward else cursor
+    return base64.urlsafe_b64encode(orjson.dumps(value)).decode().rstrip("=")
 
 
 def decode(token: str) -> Cursor:
+    """A forward cursor (a backward one is a 400 here: history and $everything page forward)."""
+    cursor, backward = decode_any(token)
+    if backward:
+        raise BadRequest(f"_cursor '{token}' is not a page cursor this server issued.")
+    return cursor
+
+
+def decode_any(token: str) -> tuple[Cursor, bool]:
+    """(cursor, backward) of a search's page cursor."""
     try:
         value = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        backward = isinstance(value, dict) and list(value) == ["before"]
+        if backward:
+            value = value["before"]
         ok = (isinstance(value, list) and value and isinstance(value[-1], int)
               and not isinstance(value[-1], bool)
               and 0 <= value[-1] < 2**63
               and all(isinstance(v, (str, int, float)) for v in value))
         if not ok:
             raise ValueError
-        return value
+        return value, backward
     except (ValueError, orjson.JSONDecodeError):
         raise BadRequest(f"_cursor '{token}' is not a page cursor this server issued.") from None

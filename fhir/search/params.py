@@ -59,6 +59,7 @@ class SearchQuery:
     conditions: list[Any] = field(default_factory=list)
     count: int = DEFAULT_COUNT
     cursor: paging.Cursor | None = None
+    backward: bool = False  # the cursor ends the page (a `previous` link) instead of starting it
     total: str | None = None
     sort: list[paging.SortKey] = field(default_factory=list)
     include: list[Include] = field(default_factory=list)
@@ -71,11 +72,11 @@ class SearchQuery:
     # and already inside `conditions` for chain targets and _has rows. Never in `link`.
     visible: Visibility | None = None
 
-    def link(self, cursor: paging.Cursor | None = None) -> str:
+    def link(self, cursor: paging.Cursor | None = None, backward: bool = False) -> str:
         params = list(self.accepted)
         params.append(("_count", str(self.count)))
         if cursor is not None:
-            params.append(("_cursor", paging.encode(cursor)))
+            params.append(("_cursor", paging.encode(cursor, backward)))
         query = "&".join(f"{quote(k, safe=':.-_')}={quote(v, safe=',|:/.-_')}" for k, v in params)
         return f"{self.path or self.type}?{query}"
 
@@ -272,7 +273,7 @@ def _result_param(query: SearchQuery, raw_name: str, value: str, lenient: bool) 
         query.count = min(int(value), MAX_COUNT)
         return False
     if name == "_cursor":
-        query.cursor = paging.decode(value)
+        query.cursor, query.backward = paging.decode_any(value)
         return False
     if name == "_total":
         if value not in ("none", "estimate", "accurate"):

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from tests.api.support import BASE, create, link, outcome, pages, search_ids
+from tests.api.support import BASE, TEST_SYSTEM, create, link, outcome, pages, patient, search_ids
 
 Data = dict[str, Any]
 
@@ -444,3 +444,66 @@ async def test_update_reindexes(client: httpx.AsyncClient, tag: str) -> None:
     assert await found(client, "Patient", scope, ("birthdate", "1950")) == set()
     assert await found(client, "Patient", scope, ("family", "after")) == {made["id"]}
     assert await found(client, "Patient", scope, ("birthdate", "1960")) == {made["id"]}
+
+
+async def test_previous_links_walk_back_and_stay_right_while_others_write(
+        client: httpx.AsyncClient, tag: str) -> None:
+    """self/next/previous over a keyset: a page's `previous` is the rows just before it in the
+    data as it is now, so a Patient added behind the reader shows up, and none is repeated
+    or skipped (https://hl7.org/fhir/R4/http.html#paging)."""
+    names = ["Adams", "Baker", "Clark", "Dixon", "Evans", "Fox", "Green"]
+    for name in names:
+        await create(client, patient(tag, name=[{"family": f"{name}{tag}"}]))
+
+    async def get(url: str) -> dict[str, Any]:
+        r = await client.get(url.removeprefix(BASE))
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def families(bundle: dict[str, Any]) -> list[str]:
+        return [e["resource"]["name"][0]["family"].removesuffix(tag) for e in bundle["entry"]]
+
+    first = await get(f"{BASE}/Patient?identifier={TEST_SYSTEM}|{tag}&_sort=family&_count=3")
+    assert families(first) == ["Adams", "Baker", "Clark"]
+    assert link(first, "previous") is None
+    second = await get(link(first, "next"))
+    assert families(second) == ["Dixon", "Evans", "Fox"]
+    back = await get(link(second, "previous"))
+    assert families(back) == ["Adams", "Baker", "Clark"]
+    assert link(back, "previous") is None  # nothing before Adams
+    assert families(await get(link(back, "next"))) == ["Dixon", "Evans", "Fox"]
+
+    await create(client, patient(tag, name=[{"family": f"Cole{tag}"}]))  # behind the reader
+    back = await get(link(second, "previous"))
+    assert families(back) == ["Baker", "Clark", "Cole"]
+    assert families(await get(link(back, "previous"))) == ["Adams"]
+    third = await get(link(second, "next"))
+    assert families(third) == ["Green"]
+    assert link(third, "next") is None
+    assert families(await get(link(third, "previous"))) == ["Dixon", "Evans", "Fox"]
+
+
+async def test_descending_sort_pages_back_too(client: httpx.AsyncClient, tag: str) -> None:
+    for name in ("Ash", "Birch", "Cedar", "Daisy", "Elm"):
+        await create(client, patient(tag, name=[{"family": f"{name}{tag}"}]))
+    r = await client.get("/Patient", params={"identifier": f"{TEST_SYSTEM}|{tag}",
+                                             "_sort": "-family", "_count": "2"})
+    second = (await client.get(link(r.json(), "next").removeprefix(BASE))).json()
+    assert [e["resource"]["name"][0]["family"][:-len(tag)] for e in second["entry"]] == [
+        "Cedar", "Birch"]
+    back = (await client.get(link(second, "previous").removeprefix(BASE))).json()
+    assert [e["resource"]["name"][0]["family"][:-len(tag)] for e in back["entry"]] == [
+        "Elm", "Daisy"]
+
+
+async def test_forged_backward_cursors_are_400(client: httpx.AsyncClient) -> None:
+    import base64
+
+    def token(value: str) -> str:
+        return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+    for forged in ('{"before": "x"}', '{"before": [1.5]}', '{"before": [], "x": 1}',
+                   '{"after": [3]}'):
+        outcome(await client.get("/Patient", params={"_cursor": token(forged)}), 400, "_cursor")
+    outcome(await client.get("/Patient/_history", params={"_cursor": token('{"before": [3]}')}),
+            400, "_cursor")
