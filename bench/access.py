@@ -33,7 +33,7 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from network import ROOT, RESULTS, machine, save, stop_server, wrk  # noqa: E402
+from network import RESULTS, ROOT, machine, save, stop_server, wrk  # noqa: E402
 
 KINDS = {
     "read Patient": "/fhir/Patient/{patient}",
