@@ -61,8 +61,8 @@ async def _token(settings: Settings, args: argparse.Namespace) -> str:
     from fhir.migrate import upgrade
 
     user = args.user
-    if user is not None and not user.startswith(("Patient/", "Practitioner/")):
-        sys.exit("--user takes Patient/<id> or Practitioner/<id>")
+    if user is not None and not user.startswith(("Patient/", "Practitioner/", "RelatedPerson/")):
+        sys.exit("--user takes Patient/<id>, Practitioner/<id> or RelatedPerson/<id> (a carer)")
     default = ("system/*.cruds" if user is None else "patient/*.cruds launch/patient"
                if user.startswith("Patient/") else "user/*.cruds")
     base = (args.base or settings.base_url
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     client.add_argument("metadata", help="a JSON file, or - for standard input")
     token = sub.add_parser("token", help="print an access token signed with this server's "
                                          "keys (for trying the API; needs its database)")
-    token.add_argument("--user", help="Practitioner/<id> or Patient/<id> (default: the "
-                                      "network's backend service)")
+    token.add_argument("--user", help="Practitioner/<id>, Patient/<id> or RelatedPerson/<id> "
+                                      "(a carer; default: the network's backend service)")
     token.add_argument("--scope", help="default user/*.cruds for a user, patient/*.cruds for a "
                                        "patient, system/*.cruds for the service")
     token.add_argument("--base", default=None,

@@ -394,7 +394,16 @@ def forget(token: str) -> None:
 async def principal_of(conn: AsyncConnection, caller: Caller) -> Principal:
     """The principal a verified caller is."""
     granted = frozenset(caller.scopes.texts())
+    reference = caller.fhir_user or caller.subject
+    if reference.startswith("RelatedPerson/"):  # a carer, signed in as the RelatedPerson
+        found = await users.exists(conn, "RelatedPerson", reference.partition("/")[2])
+        if found is None or found.get("active") is False:
+            raise Unauthenticated(f"{reference} may not use this server (unknown or inactive).")
+        return Principal(Kind.CARER, user=reference, scopes=granted, client_id=caller.client_id)
     if caller.kind == "system":
+        if caller.subject != caller.client_id:  # a backend service's token is its own
+            raise Unauthenticated("The token names neither a user nor the client it was "
+                                  "issued to.")
         from consent import clients
 
         client = await clients.find(conn, caller.client_id or caller.subject)
@@ -402,7 +411,6 @@ async def principal_of(conn: AsyncConnection, caller: Caller) -> Principal:
         orgs = (org,) if isinstance(org, str) and org.startswith("Organization/") else ()
         return Principal(Kind.SYSTEM, user=f"Device/{caller.client_id or caller.subject}",
                          organizations=orgs, scopes=granted, client_id=caller.client_id)
-    reference = caller.fhir_user or caller.subject
     if caller.kind == "patient":
         user = await users.lookup(conn, reference)
         if user is None or user.kind != "patient":
