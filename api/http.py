@@ -112,7 +112,8 @@ def fhir_response(content: bytes | str, status: int = 200,
 
 
 def outcome_response(status: int, message: str, severity: str = "information",
-                     code: str = "informational", headers: dict[str, str] | None = None) -> Response:
+                     code: str = "informational",
+                     headers: dict[str, str] | None = None) -> Response:
     body = operation_outcome([Issue(code, message, severity=severity)])
     return fhir_response(orjson.dumps(body), status, headers)
 

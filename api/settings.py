@@ -1,4 +1,5 @@
-"""All settings, from CARENET_* environment variables (one class, injected, never read at import)."""
+"""All settings, from CARENET_* environment variables (one class, injected, never read at
+import)."""
 
 from __future__ import annotations
 

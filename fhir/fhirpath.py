@@ -35,7 +35,8 @@ _CHOICE_TYPES = tuple(sorted(_PRIMITIVES)) + tuple(
     "Signature Timing ContactDetail Contributor DataRequirement Expression ParameterDefinition "
     "RelatedArtifact TriggerDefinition UsageContext Dosage Meta".split()
 )
-# The FHIR type name of a JSON key suffix: primitives are lower camel case (valueDateTime: dateTime).
+# The FHIR type name of a JSON key suffix: primitives are lower camel case
+# (valueDateTime: dateTime).
 _TYPE_OF_SUFFIX = {t: t[0].lower() + t[1:] if t in _PRIMITIVES else t for t in _CHOICE_TYPES}
 
 _TOKEN = re.compile(r"\s*(?:(\()|(\))|(\|)|(\.)|(=)|'((?:[^'\\]|\\.)*)'|([A-Za-z_][A-Za-z0-9_]*))")
