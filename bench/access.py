@@ -29,11 +29,11 @@ import sys
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from network import RESULTS, ROOT, machine, save, stop_server, wrk  # noqa: E402
+from principals import gp_of_largest_practice, tokens  # noqa: E402
 
 KINDS = {
     "read Patient": "/fhir/Patient/{patient}",
@@ -42,7 +42,6 @@ KINDS = {
     "medications": "/fhir/MedicationRequest?patient={patient}&status=active"
                    "&_include=MedicationRequest:medication",
 }
-GP_CODES = ("R0260", "R0270", "R6300")
 
 
 def start(app: str, db_url: str, port: int, workers: int, cpus: str | None) -> subprocess.Popen:
@@ -69,55 +68,6 @@ def start(app: str, db_url: str, port: int, workers: int, cpus: str | None) -> s
     raise SystemExit(f"{app} did not answer within 90 s")
 
 
-async def _practice(db_url: str, n: int) -> tuple[str, list[str], list[str]]:
-    """The GP (Practitioner id) of the largest practice, its patients, their Observations."""
-    conn = await asyncpg.connect(db_url)
-    try:
-        practice = await conn.fetchval(
-            "SELECT target_id FROM sp_reference WHERE param='general-practitioner' AND "
-            "target_type='Organization' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
-        gp = await conn.fetchval(
-            "SELECT p.target_id FROM resource r "
-            "JOIN sp_reference o ON o.rid=r.rid AND o.param='organization' AND o.target_id=$1 "
-            "JOIN sp_reference p ON p.rid=r.rid AND p.param='practitioner' "
-            "JOIN sp_token c ON c.rid=r.rid AND c.param='role' AND c.code = ANY($2::text[]) "
-            "WHERE r.type='PractitionerRole' AND NOT r.deleted LIMIT 1", practice, list(GP_CODES))
-        patients = [r["id"] for r in await conn.fetch(
-            "SELECT r.id FROM resource r JOIN sp_reference g ON g.rid=r.rid AND "
-            "g.param='general-practitioner' AND g.target_id=$1 WHERE r.type='Patient' AND NOT "
-            "r.deleted ORDER BY random() LIMIT $2", practice, n)]
-        observations = [r["id"] for r in await conn.fetch(
-            "SELECT r.id FROM resource r WHERE r.type='Observation' AND NOT r.deleted AND "
-            "r.patient_id = ANY($1::text[]) ORDER BY random() LIMIT $2", patients, n)]
-    finally:
-        await conn.close()
-    if gp is None:
-        raise SystemExit(f"no GP found at Organization/{practice}")
-    return gp, patients, observations
-
-
-async def _tokens(db_url: str, port: int, gp: str) -> dict[str, str]:
-    from consent.grants import operator_token
-    from consent.keys import KeyRing
-    from consent.tokens import Grant, issue_access_token
-    from fhir.db import Database
-
-    base = f"http://127.0.0.1:{port}/fhir"
-    db = Database(db_url, pool_size=1)
-    try:
-        keys = await KeyRing().get(db)
-        grant = Grant(subject=f"Practitioner/{gp}", scope="user/*.cruds openid fhirUser",
-                      fhir_user=f"Practitioner/{gp}")
-        gp_token = issue_access_token(keys, issuer=base.removesuffix("/fhir"), audience=base,
-                                      client_id="carenet-bench", grant=grant, lifetime=7200,
-                                      fhir_base=base).token
-        operator = await operator_token(db, fhir_base=base, client_id="carenet-bench",
-                                        lifetime=7200)
-    finally:
-        await db.dispose()
-    return {"open": "open", "gp": gp_token, "operator": operator}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", required=True)
@@ -130,7 +80,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    gp, patients, observations = asyncio.run(_practice(args.db, 2000))
+    gp, patients, observations, _practice = asyncio.run(gp_of_largest_practice(args.db, 2000))
     rng = random.Random(3)
     work = RESULTS / "tmp"
     work.mkdir(parents=True, exist_ok=True)
@@ -140,7 +90,7 @@ def main() -> None:
                  for o in (observations if "observation" in template else patients)]
         files[kind] = work / f"access-{kind.replace(' ', '-')}.txt"
         files[kind].write_text("\n".join(paths) + "\n")
-    tokens = asyncio.run(_tokens(args.db, args.port, gp))
+    signed = asyncio.run(tokens(args.db, args.port, gp))
     apps = {"open": "bench.open_app:app", "gp": "api.main:app", "operator": "api.main:app"}
     dbname = args.db.rsplit("/", 1)[-1]
     results: dict[str, dict[str, list[dict]]] = {v: {k: [] for k in KINDS} for v in apps}
@@ -148,7 +98,7 @@ def main() -> None:
         for variant, app in apps.items():
             proc = start(app, args.db, args.port, args.workers, args.server_cpus)
             try:
-                run_args = argparse.Namespace(**{**vars(args), "token": tokens[variant]})
+                run_args = argparse.Namespace(**{**vars(args), "token": signed[variant]})
                 for kind, path in files.items():
                     wrk(path, argparse.Namespace(**{**vars(run_args), "duration": 3}))  # warm
                     results[variant][kind].append(wrk(path, run_args, cpu_of=(proc.pid, dbname)))

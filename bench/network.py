@@ -150,17 +150,20 @@ def ingest(args: argparse.Namespace) -> None:
     save("ingest", data, table)
 
 
-async def _request_lists(db_url: str, n: int) -> dict[str, list[str]]:
+async def _request_lists(db_url: str, n: int,
+                         patients: list[str] | None = None,
+                         practices: list[str] | None = None) -> dict[str, list[str]]:
+    """The request paths per kind, for `patients` (default: any) and `practices` (any)."""
     conn = await asyncpg.connect(db_url)
     try:
-        patients = [r["id"] for r in await conn.fetch(
+        patients = patients or [r["id"] for r in await conn.fetch(
             "SELECT id FROM resource WHERE type='Patient' AND NOT deleted ORDER BY random() "
             "LIMIT $1", n)]
         codes = [r["code"] for r in await conn.fetch(
             "SELECT t.system || '|' || t.code AS code, count(*) FROM sp_token t "
             "JOIN resource r ON r.rid=t.rid WHERE r.type='Observation' AND t.param='code' "
             "AND t.system IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 5")]
-        practices = [r["id"] for r in await conn.fetch(
+        practices = practices or [r["id"] for r in await conn.fetch(
             "SELECT DISTINCT target_id AS id FROM sp_reference WHERE param="
             "'general-practitioner' AND target_type='Organization'")]
         owners = [f"{r['type']}/{r['id']}" for r in await conn.fetch(
@@ -258,7 +261,14 @@ def update(args: argparse.Namespace) -> None:
 
 
 def search(args: argparse.Namespace) -> None:
-    lists = asyncio.run(_request_lists(args.db, 2000))
+    gp = None
+    if args.as_gp:  # a GP of the largest practice, asking about its patients
+        from principals import gp_of_largest_practice
+
+        gp, patients, _obs, practice = asyncio.run(gp_of_largest_practice(args.db, 2000))
+        lists = asyncio.run(_request_lists(args.db, 2000, patients, [practice]))
+    else:
+        lists = asyncio.run(_request_lists(args.db, 2000))
     work = RESULTS / "tmp"
     work.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -272,7 +282,12 @@ def search(args: argparse.Namespace) -> None:
     if args.kinds:
         files = {k: v for k, v in files.items() if k in args.kinds.split(",")}
     proc = start_server(args.db, args.port, args.workers, args.server_cpus)
-    args.token = asyncio.run(_token(args.db, args.port))
+    if gp is not None:
+        from principals import tokens
+
+        args.token = asyncio.run(tokens(args.db, args.port, gp))["gp"]
+    else:
+        args.token = asyncio.run(_token(args.db, args.port))
     cpu_of = (proc.pid, args.db.rsplit("/", 1)[-1])
     results: dict[str, list[dict]] = {}
     light: dict[str, dict] = {}
@@ -304,7 +319,10 @@ def search(args: argparse.Namespace) -> None:
     light_head = (f" req/s at {args.light_connections} | p50 ms at {args.light_connections} |"
                   f" p99 ms at {args.light_connections} |" if light else "")
     light_rule = "---:|---:|---:|" if light else ""
+    who = (f"a GP (Practitioner/{gp}) of the largest practice, its patients" if gp else
+           "the network's backend service (system/*.cruds), any patient")
     table = (f"## clinician search mix on {args.db.rsplit('/', 1)[-1]}\n\n- machine: {machine()}\n"
+             f"- signed in as {who}\n"
              f"- server: {args.workers} worker(s), cpus {args.server_cpus or 'any'}; wrk 1 thread,"
              f" {args.connections} connections, cpus {args.client_cpus or 'any'}; {args.runs} runs"
              f" x {args.duration} s per row (medians)"
@@ -345,6 +363,9 @@ def main() -> None:
                       help="one more run per kind at this many connections: latency without "
                       "queueing (0: none)")
     srch.add_argument("--kinds", help="comma-separated kinds to run (default: all and the mix)")
+    srch.add_argument("--as-gp", action="store_true",
+                      help="sign in as a GP of the largest practice and ask about its patients "
+                           "(default: the network's backend service, any patient)")
     args = parser.parse_args()
     {"ingest": ingest, "search": search, "update": update}[args.command](args)
 

@@ -161,6 +161,23 @@ def patients_of(principal: Principal, kinds: Iterable[Relationship] | None = Non
     return chosen[0] if len(chosen) == 1 else sa.union_all(*chosen)
 
 
+_subqueries: dict[tuple[Any, ...], list[tuple[Relationship, Any]]] = {}
+
+
+def _path_subqueries(principal: Principal) -> list[tuple[Relationship, Any]]:
+    """The principal's relationship SELECTs as subqueries, built once per principal: they
+    depend on who it is, not on the data, and building them costs more than running them."""
+    key = (principal.kind, principal.user, principal.organizations, principal.identities)
+    found = _subqueries.get(key)
+    if found is None:
+        if len(_subqueries) >= 1024:
+            _subqueries.clear()
+        found = _subqueries[key] = [(kind, select.subquery())
+                                    for kind, selects in paths(principal).items()
+                                    for select in selects]
+    return found
+
+
 def condition(principal: Principal, row: Any,
               kinds: Iterable[Relationship] | None = None) -> Any:
     """SQL: `row` (a resource row) belongs to a patient the principal has a relationship with.
@@ -170,16 +187,12 @@ def condition(principal: Principal, row: Any,
     if principal.kind is Kind.PATIENT:
         return row.c.patient_id == principal.patient_id if principal.patient_id else sa.false()
     wanted = None if kinds is None else set(kinds)
-    clauses = []
-    for kind, selects in paths(principal).items():
-        if wanted is not None and kind not in wanted:
-            continue
-        for select in selects:
-            # Correlated: the database checks the row's one patient through the indexes,
-            # where `patient_id IN (SELECT ...)` would build the whole list (a practice's ten
-            # thousand patients) on every query.
-            sub = select.subquery()
-            clauses.append(sa.exists().where(sub.c.pid == row.c.patient_id))
+    # Correlated: the database checks the row's one patient through the indexes, where
+    # `patient_id IN (SELECT ...)` would build the whole list (a practice's ten thousand
+    # patients) on every query.
+    clauses = [sa.exists().where(sub.c.pid == row.c.patient_id)
+               for kind, sub in _path_subqueries(principal)
+               if wanted is None or kind in wanted]
     return sa.or_(*clauses) if clauses else sa.false()
 
 
