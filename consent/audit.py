@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import itertools
 import logging
 import re
@@ -416,6 +417,23 @@ async def break_glass_alert(conn: AsyncConnection, record: AuditRecord, patient_
     return result.stored
 
 
+# A record that fails this many times alone is stored stripped to who, what and when.
+POISON_FAILURES = 3
+
+
+def _stripped(record: AuditRecord) -> AuditRecord:
+    """`record` without the parts a client chose (query, ids, message): what is left is still
+    the access (who, which interaction on which type, outcome, time), and storable."""
+    stripped = dataclasses.replace(
+        record, resource_id=None, query=None, request_id=None, version_id=None,
+        message="the full audit record could not be stored", reason=(
+            "emergency access (the reason could not be stored)"
+            if record.purpose == "ETREAT" else None))
+    log.critical("audit: a record was refused by the store; storing it stripped (%s %s)",
+                 record.interaction, record.resource_type)
+    return stripped
+
+
 class AuditLog:
     """The audit of reads, written behind the request: `submit` queues, a background task
     stores a batch every `interval` seconds (at once when `batch` wait) in one transaction.
@@ -500,22 +518,27 @@ class AuditLog:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._urgent.wait(), self._interval)
             self._urgent.clear()
-            delay = 0.1
+            delay, failures = 0.1, 0
             while self._queue:
                 try:
-                    await self._write_next()
-                    delay = 0.1
+                    # After a failure, one record at a time: a record the store refuses
+                    # must not hold back the rest behind it.
+                    await self._write_next(1 if failures else self._batch)
+                    delay, failures = 0.1, 0
                 except Exception:  # noqa: BLE001 - any failure: keep the records, retry
-                    log.exception("audit: storing %d AuditEvent records failed (%d queued); "
-                                  "retrying in %.1f s", min(len(self._queue), self._batch),
-                                  len(self._queue), delay)
+                    failures += 1
+                    log.exception("audit: storing AuditEvent records failed (%d queued); "
+                                  "retrying in %.1f s", len(self._queue), delay)
+                    if failures >= POISON_FAILURES:
+                        self._queue[0] = _stripped(self._queue[0])
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._max_backoff)
 
-    async def _write_next(self) -> None:
-        """Store the next batch in one transaction, then take it off the queue."""
+    async def _write_next(self, size: int | None = None) -> None:
+        """Store the next batch (of `size`, default the batch size) in one transaction, then
+        take it off the queue."""
         async with self._lock:
-            batch = list(itertools.islice(self._queue, self._batch))
+            batch = list(itertools.islice(self._queue, size or self._batch))
             if not batch:
                 return
             async with self._db.write() as conn:

@@ -7,6 +7,7 @@ entity[transaction]) of the app it went to.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -36,7 +37,7 @@ def audited_client(app: Any, **kwargs: Any) -> httpx.AsyncClient:
 
 async def audited_ids(app: Any, since: float) -> set[str]:
     """The X-Request-Ids named by the AuditEvents `app` stored since `since` (epoch s)."""
-    await app.state.audit.flush()
+    await asyncio.wait_for(app.state.audit.flush(), 60)  # a stuck audit log fails, not hangs
     async with app.state.db.read() as conn:
         rows = (await conn.execute(sa.select(resource.c.content).where(
             resource.c.type == "AuditEvent", resource.c.last_updated >= since))).scalars()

@@ -21,18 +21,18 @@ async def test_the_cli_token_signs_in_and_a_user_only_as_who_they_are(tmp_path: 
         return argparse.Namespace(**{"user": None, "scope": None, "base": None, "hours": 1.0,
                                      **kw})
 
+    # As an operator would: tokens first (the command migrates and signs), then the server.
     service = await _token(settings, args())
+    patient = await _token(settings, args(user="Patient/cli-1"))
+    ghost = await _token(settings, args(user="Patient/nobody"))
     app = create_app(settings)
     async with app.router.lifespan_context(app), audited_client(
             app, base_url="http://test/fhir") as c:
-        bearer = {"Authorization": f"Bearer {service}"}
-        made = await c.post("/Patient", json={"resourceType": "Patient"}, headers=bearer)
+        made = await c.put("/Patient/cli-1", json={"resourceType": "Patient", "id": "cli-1"},
+                           headers={"Authorization": f"Bearer {service}"})
         assert made.status_code == 201, made.text
-        pid = made.json()["id"]
-        patient = await _token(settings, args(user=f"Patient/{pid}"))
-        own = await c.get(f"/Patient/{pid}", headers={"Authorization": f"Bearer {patient}"})
+        own = await c.get("/Patient/cli-1", headers={"Authorization": f"Bearer {patient}"})
         assert own.status_code == 200, own.text
-        ghost = await _token(settings, args(user="Patient/nobody"))
-        refused = await c.get(f"/Patient/{pid}", headers={"Authorization": f"Bearer {ghost}"})
+        refused = await c.get("/Patient/cli-1", headers={"Authorization": f"Bearer {ghost}"})
         assert refused.status_code == 401  # no such user: the token names nobody
         assert isinstance(refused, httpx.Response)
