@@ -20,6 +20,7 @@ relationship SELECTs are asked per request.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -93,11 +94,46 @@ def forget_reach(principal: Principal) -> None:
     _reaches.pop(_key(principal), None)
 
 
+_listing: dict[tuple[Any, ...], asyncio.Future[Reach]] = {}
+
+
 async def reach(conn: AsyncConnection, principal: Principal, now: float) -> Reach:
-    """The principal's reach (a staff member's or a practice system's), listed if stale."""
+    """The principal's reach (a staff member's or a practice system's), listed if stale.
+
+    One listing at a time per principal: the requests that find the list stale while it is
+    being made wait for it rather than each making their own (a GP's app sends many at once).
+    """
     hit = cached_reach(principal)
     if hit is not None:
         return hit
+    key = _key(principal)
+    pending = _listing.get(key)
+    if pending is not None:
+        try:
+            return await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            if not pending.cancelled():
+                raise  # this request was cancelled
+            return await reach(conn, principal, now)  # the lister's was: list again
+    future: asyncio.Future[Reach] = asyncio.get_running_loop().create_future()
+    _listing[key] = future
+    try:
+        made = await _list_reach(conn, principal, now)
+    except asyncio.CancelledError:
+        future.cancel()  # the waiters list it themselves (next call)
+        raise
+    except Exception as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: the waiters, if any, raise it
+        raise
+    else:
+        future.set_result(made)
+        return made
+    finally:
+        _listing.pop(key, None)
+
+
+async def _list_reach(conn: AsyncConnection, principal: Principal, now: float) -> Reach:
     by_kind: dict[Relationship, frozenset[str]] | None = {}
     for kind in STAFF_RELATIONSHIPS:
         ids = await relationships.listed(conn, principal, (kind,), LIST_LIMIT)

@@ -8,6 +8,7 @@ the app's `Database`; every expected set below was worked out by hand from the r
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -278,3 +279,29 @@ async def test_decide_agrees_with_the_filter(app: Any, net: Net, key: str) -> No
         if decision.allowed:
             allowed.add(ids[id_])
     assert allowed == EXPECTED[key]
+
+
+async def test_many_requests_at_once_list_a_principal_s_reach_once(
+        app: Any, net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a GP's app sends many requests at once with the list stale, one lists the
+    patients and the others wait for it (no stampede of identical listings)."""
+    calls = 0
+    real = relationships.listed
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(relationships, "listed", counted)
+    context.forget_reaches()
+    principal = who(net, "gpA")
+
+    async def one() -> frozenset[str]:
+        async with app.state.db.read() as conn:
+            ctx = await context.resolve(conn, principal, now=NOW, search=True)
+            return ctx.reach.get("registered", frozenset())
+
+    found = await asyncio.gather(*(one() for _ in range(10)))
+    assert len(set(found)) == 1 and found[0]  # all ten saw the same list of patients
+    assert calls == len(context.STAFF_RELATIONSHIPS)  # listed once: one query per relationship
