@@ -14,6 +14,7 @@ from api.fastpath import FastRead
 from api.http import FHIR_PREFIX, check_accept
 from api.routes import record, search, system
 from api.settings import Settings
+from consent import context as access_context
 from consent.audit import AuditLog
 from fhir.db import Database
 from fhir.migrate import upgrade
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = db
         app.state.audit = AuditLog(db)
         await app.state.audit.start()
+        access_context.refresh_from(db)
         # What startup built (the registry, compiled FHIRPath, models) lives as long as the
         # process: out of the collector's way, so each collection scans only request garbage.
         gc.freeze()
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.audit.stop()
             app.state.audit = None  # stopped: nothing may queue to it any more
+            access_context.refresh_from(None)
             await db.dispose()
 
     app = FastAPI(title="carenet", version=system.VERSION, lifespan=lifespan,

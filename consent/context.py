@@ -95,6 +95,41 @@ def forget_reach(principal: Principal) -> None:
 
 
 _listing: dict[tuple[Any, ...], asyncio.Future[Reach]] = {}
+# The database the reaches of busy principals are listed again from, in the background, half
+# way through their life, so no request waits for a listing (api/app.py sets it).
+_refresh_db: Any = None
+_refreshes: set[asyncio.Task[None]] = set()
+
+
+def refresh_from(db: Any) -> None:
+    """List busy principals' reaches again from `db` in the background (None: stop)."""
+    global _refresh_db
+    _refresh_db = db
+    if db is None:
+        for task in list(_refreshes):
+            task.cancel()
+
+
+def _start_refresh(key: tuple[Any, ...], principal: Principal) -> None:
+    future: asyncio.Future[Reach] = asyncio.get_running_loop().create_future()
+    _listing[key] = future
+
+    async def refresh() -> None:
+        try:
+            async with _refresh_db.read() as conn:
+                future.set_result(await _list_reach(conn, principal, time.time()))
+        except asyncio.CancelledError:
+            future.cancel()  # whoever waits lists it themselves
+            raise
+        except Exception as exc:  # noqa: BLE001 - whoever waits (or comes next) lists it
+            future.set_exception(exc)
+            future.exception()
+        finally:
+            _listing.pop(key, None)
+
+    task = asyncio.create_task(refresh(), name="carenet-reach-refresh")
+    _refreshes.add(task)
+    task.add_done_callback(_refreshes.discard)
 
 
 async def reach(conn: AsyncConnection, principal: Principal, now: float) -> Reach:
@@ -103,10 +138,13 @@ async def reach(conn: AsyncConnection, principal: Principal, now: float) -> Reac
     One listing at a time per principal: the requests that find the list stale while it is
     being made wait for it rather than each making their own (a GP's app sends many at once).
     """
+    key = _key(principal)
     hit = cached_reach(principal)
     if hit is not None:
+        if (_refresh_db is not None and key not in _listing
+                and hit.expires - time.monotonic() < REACH_SECONDS / 2):
+            _start_refresh(key, principal)  # list again behind the requests, before it expires
         return hit
-    key = _key(principal)
     pending = _listing.get(key)
     if pending is not None:
         try:
@@ -114,7 +152,9 @@ async def reach(conn: AsyncConnection, principal: Principal, now: float) -> Reac
         except asyncio.CancelledError:
             if not pending.cancelled():
                 raise  # this request was cancelled
-            return await reach(conn, principal, now)  # the lister's was: list again
+        except Exception:  # noqa: BLE001 - that listing failed: list it here
+            pass
+        return await reach(conn, principal, now)
     future: asyncio.Future[Reach] = asyncio.get_running_loop().create_future()
     _listing[key] = future
     try:
