@@ -5,11 +5,13 @@ without it (issue 5: keep it under 20%).
         [--runs 3 --duration 8 --connections 16 --server-cpus 0 --client-cpus 1]
 
 On a network database (bench/network.py ingest), for the patients registered at the largest
-practice, three servers take turns within each run:
+practice, four servers take turns within each run:
 - `open`: bench/open_app.py, the same code with access control switched off (no token check,
   no decision, no SQL filter, no audit): the baseline;
 - `gp`: the real server, a GP of that practice signed in (user/*.cruds): the relationship,
   Consent and label rules, and an AuditEvent per request;
+- `gp-unaudited`: bench/unaudited_app.py, the real server with the audit of reads switched
+  off, the same GP: what the decisions cost, apart from the AuditEvents;
 - `operator`: the real server, the network's backend service (system/*.cruds).
 Requests: reads of those patients' Patient and Observation resources by id, and two of the
 clinician searches (active problems; active medications with their Medication included).
@@ -91,7 +93,8 @@ def main() -> None:
         files[kind] = work / f"access-{kind.replace(' ', '-')}.txt"
         files[kind].write_text("\n".join(paths) + "\n")
     signed = asyncio.run(tokens(args.db, args.port, gp))
-    apps = {"open": "bench.open_app:app", "gp": "api.main:app", "operator": "api.main:app"}
+    apps = {"open": "bench.open_app:app", "gp": "api.main:app",
+            "gp-unaudited": "bench.unaudited_app:app", "operator": "api.main:app"}
     dbname = args.db.rsplit("/", 1)[-1]
     results: dict[str, dict[str, list[dict]]] = {v: {k: [] for k in KINDS} for v in apps}
     for _ in range(args.runs):
@@ -112,7 +115,7 @@ def main() -> None:
     for kind in KINDS:
         base = med("open", kind, "requests_per_s")
         cells = [f"{base:,.0f}"]
-        for variant in ("gp", "operator"):
+        for variant in ("gp", "gp-unaudited", "operator"):
             rate = med(variant, kind, "requests_per_s")
             bad = sum(r["non2xx"] for r in results[variant][kind])
             cells.append(f"{rate:,.0f} ({100 * (1 - rate / base):+.0f}%)"
@@ -124,8 +127,9 @@ def main() -> None:
              f"{args.connections} connections, cpus {args.client_cpus or 'any'}; {args.runs} runs "
              f"x {args.duration} s, the three servers in turn within each run (medians)\n"
              f"- GP: Practitioner/{gp}, {len(patients)} of their practice's patients\n\n"
-             "| requests | open req/s | GP req/s (cost) | operator req/s (cost) | "
-             "server CPU ms/req open | GP | operator |\n|---|---:|---:|---:|---:|---:|---:|\n"
+             "| requests | open req/s | GP req/s (cost) | GP without audit (cost) | "
+             "operator req/s (cost) | server CPU ms/req open | GP | GP without audit | "
+             "operator |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
              + "\n".join(rows) + "\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in KINDS.items())
              + "\n")
     save("access", {"results": results, "machine": machine(), "args": vars(args),

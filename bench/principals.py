@@ -56,4 +56,4 @@ async def tokens(db_url: str, port: int, gp: str) -> dict[str, str]:
                                         lifetime=7200)
     finally:
         await db.dispose()
-    return {"open": "open", "gp": gp_token, "operator": operator}
+    return {"open": "open", "gp": gp_token, "gp-unaudited": gp_token, "operator": operator}

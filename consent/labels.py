@@ -114,8 +114,26 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+_has_any_made: dict[tuple[int, frozenset[str]], tuple[Any, Any]] = {}
+
+
 def has_any(row: Any, keys: Iterable[str]) -> Any:
-    """SQL: the row carries one of these labels (either system URL)."""
+    """SQL: the row carries one of these labels (either system URL). Made once per row
+    object and label set (the rows are the schema's tables and the search's cached aliases),
+    since every search's filter asks for the same few."""
+    wanted = frozenset(keys)
+    key = (id(row), wanted)
+    found = _has_any_made.get(key)
+    if found is not None and found[0] is row:
+        return found[1]
+    made = _has_any(row, wanted)
+    if len(_has_any_made) >= 4096:
+        _has_any_made.clear()
+    _has_any_made[key] = (row, made)  # the row is kept, so its id is not reused meanwhile
+    return made
+
+
+def _has_any(row: Any, keys: Iterable[str]) -> Any:
     padded = sa.literal(" ", sa.Text) + row.c.security + sa.literal(" ", sa.Text)
     tests = []
     for key in sorted(keys):
@@ -131,9 +149,16 @@ def authored_by(row: Any, organizations: Iterable[str]) -> Any:
     orgs = sorted(organizations)
     if not orgs:
         return sa.false()
-    uri = INDEX_TABLES["uri"].alias()
+    uri = _source_index()
     return sa.exists().where(uri.c.rid == row.c.rid, uri.c.param == "_source",
                              uri.c.value.in_(orgs))
+
+
+@cache
+def _source_index() -> Any:
+    """The alias of the uri index `authored_by` reads, made once (an alias copies every
+    column; only correlated EXISTS use it, never nested in one another)."""
+    return INDEX_TABLES["uri"].alias("sp_uri_source")
 
 
 def sql_visible(principal: Principal, row: Any, *, break_glass: bool = False) -> Any:
