@@ -23,18 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from network import RESULTS, ROOT, machine, save, stop_server, wrk  # noqa: E402
+from network import RESULTS, ROOT, launch, machine, save, stop_server, wrk  # noqa: E402
 from principals import gp_of_largest_practice, tokens  # noqa: E402
 
 KINDS = {
@@ -48,26 +44,11 @@ KINDS = {
 
 def start(app: str, db_url: str, port: int, workers: int, cpus: str | None) -> subprocess.Popen:
     """uvicorn serving `app` ("api.main:app" or "bench.open_app:app") on `db_url`."""
-    env = {**os.environ, "CARENET_DATABASE_URL": db_url, "CARENET_LOG_LEVEL": "warning",
-           "CARENET_MIGRATE_ON_START": "false", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--workers",
            str(workers), "--log-level", "warning", "--no-access-log"]
-    if cpus:
-        cmd = ["taskset", "-c", cpus, *cmd]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/fhir/metadata", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"{app} exited with {proc.returncode}")
-        time.sleep(0.5)
-    stop_server(proc)
-    raise SystemExit(f"{app} did not answer within 90 s")
+    return launch(cmd, {"CARENET_DATABASE_URL": db_url, "CARENET_LOG_LEVEL": "warning",
+                        "CARENET_MIGRATE_ON_START": "false", "PYTHONPATH": str(ROOT)},
+                  port, cpus, app)
 
 
 def main() -> None:

@@ -54,11 +54,18 @@ KINDS = {
 
 
 def start_server(db_url: str, port: int, workers: int, cpus: str | None) -> subprocess.Popen:
-    env = {**os.environ, "CARENET_DATABASE_URL": db_url, "CARENET_LOG_LEVEL": "warning"}
     cmd = [sys.executable, "-m", "api", "serve", "--port", str(port), "--workers", str(workers)]
+    return launch(cmd, {"CARENET_DATABASE_URL": db_url, "CARENET_LOG_LEVEL": "warning"}, port,
+                  cpus, "the server")
+
+
+def launch(cmd: list[str], env: dict[str, str], port: int, cpus: str | None,
+           name: str) -> subprocess.Popen:
+    """Run `cmd` (a server on `port`, under taskset -c `cpus` when given) and wait for its
+    /fhir/metadata."""
     if cpus:
         cmd = ["taskset", "-c", cpus, *cmd]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -68,10 +75,10 @@ def start_server(db_url: str, port: int, workers: int, cpus: str | None) -> subp
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}")
+            raise SystemExit(f"{name} exited with {proc.returncode}")
         time.sleep(0.5)
     stop_server(proc)
-    raise SystemExit("the server did not answer within 90 s")
+    raise SystemExit(f"{name} did not answer within 90 s")
 
 
 def stop_server(proc: subprocess.Popen) -> None:
