@@ -91,7 +91,7 @@ async def _register_client(settings: Settings, source: str) -> int:
     try:
         await upgrade(db.engine)
         async with db.write() as conn:
-            registered = await register(conn, json.loads(text))
+            registered = await register(conn, json.loads(text), operator=True)
     except (ValueError, OAuth2Error) as exc:
         print(f"not registered: {getattr(exc, 'description', None) or exc}", file=sys.stderr)
         return 1

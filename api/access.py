@@ -407,6 +407,13 @@ async def principal_of(conn: AsyncConnection, caller: Caller) -> Principal:
         from consent import clients
 
         client = await clients.find(conn, caller.client_id or caller.subject)
+        # A token for a client this server never registered can only have been signed with
+        # its own keys by its operator (`python -m api token`, `seed`); a registered one
+        # reaches records only if the operator registered it (open registration is for apps).
+        if client is not None and not client.operator_registered:
+            raise InsufficientScope("This backend service was registered through open "
+                                    "registration; only one the operator registers "
+                                    "(python -m api register-client) may reach records.")
         org = (client.metadata.get("organization") if client is not None else None)
         orgs = (org,) if isinstance(org, str) and org.startswith("Organization/") else ()
         return Principal(Kind.SYSTEM, user=f"Device/{caller.client_id or caller.subject}",

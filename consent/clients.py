@@ -72,6 +72,10 @@ class Client:
     def public(self) -> bool:
         return self.auth_method == "none"
 
+    @property
+    def operator_registered(self) -> bool:
+        return self.metadata.get(OPERATOR) is True
+
 
 def check_metadata(body: Any) -> dict[str, Any]:
     """RFC 7591 client metadata, checked and completed with defaults."""
@@ -164,9 +168,31 @@ def _check_redirect(uri: str) -> None:
                     "domain name (com.example.app:/callback).")
 
 
-async def register(conn: AsyncConnection, body: Any, now: float | None = None) -> dict[str, Any]:
-    """Register a client; the RFC 7591 3.2.1 response (client_id and the metadata)."""
+# Metadata only the operator's registration (`python -m api register-client`) sets: a backend
+# service it vouches for, which may reach records (api/access.py), and the Organization a
+# member practice's system acts for. Open registration strips both.
+OPERATOR = "carenet_operator_registered"
+ORGANIZATION = "organization"
+
+
+async def register(conn: AsyncConnection, body: Any, now: float | None = None, *,
+                   operator: bool = False) -> dict[str, Any]:
+    """Register a client; the RFC 7591 3.2.1 response (client_id and the metadata).
+
+    `operator`: registered by the server's operator, who vouches for it; through open
+    registration (`operator=False`) a backend service gets tokens but no access to records.
+    """
     meta = check_metadata(body)
+    meta.pop(OPERATOR, None)
+    if operator:
+        meta[OPERATOR] = True
+        org = meta.get(ORGANIZATION)
+        if org is not None and not (isinstance(org, str) and org.startswith("Organization/")
+                                    and len(org) > len("Organization/")):
+            raise error(InvalidClientMetadataError,
+                        "organization must be a reference such as Organization/<id>.")
+    else:
+        meta.pop(ORGANIZATION, None)
     client_id = uuid.uuid4().hex
     issued = int(time.time() if now is None else now)
     await conn.execute(oauth_client.insert().values(

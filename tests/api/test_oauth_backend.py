@@ -26,6 +26,7 @@ from tests.api.oauth_support import (
     public_jwks,
     register,
 )
+from tests.tokens import bearer, mint
 
 
 async def backend(c: httpx.AsyncClient, key: Any, **meta: Any) -> str:
@@ -203,3 +204,39 @@ async def test_introspection_by_a_confidential_client(oauth: httpx.AsyncClient) 
     assert r.status_code == 200 and r.json()["active"] is True
     assert r.json()["sub"] == client_id and r.json()["scope"] == "system/*.rs"
     assert r.json()["exp"] > time.time()
+
+
+async def test_only_a_backend_service_the_operator_registered_reaches_records(
+        oauth: httpx.AsyncClient, oauth_app: Any) -> None:
+    """Open registration is for apps: a backend service registered through it gets tokens
+    but no records (it would otherwise read the whole network). The operator's registration
+    (`python -m api register-client`) vouches for it, and may tie it to a practice."""
+    from consent import clients
+
+    key = new_key("ES384")
+    anyone = await backend(oauth, key, organization="Organization/forged",
+                           carenet_operator_registered=True)  # both stripped
+    token = (await credentials(oauth, key, anyone)).json()["access_token"]
+    r = await oauth.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403, r.text
+    assert "insufficient_scope" in r.headers["www-authenticate"]
+
+    loader = bearer(await mint(oauth_app))
+    practice = (await oauth.post("/fhir/Organization", json={"resourceType": "Organization",
+                                                             "name": "Vouched Surgery"},
+                                 headers=loader)).json()["id"]
+    ours = (await oauth.post("/fhir/Patient", json={
+        "resourceType": "Patient",
+        "generalPractitioner": [{"reference": f"Organization/{practice}"}]},
+        headers=loader)).json()["id"]
+    theirs = (await oauth.post("/fhir/Patient", json={"resourceType": "Patient"},
+                               headers=loader)).json()["id"]
+    body = {"client_name": "Vouched Surgery EHR", "jwks": public_jwks(key),
+            "grant_types": ["client_credentials"], "scope": "system/*.rs",
+            "organization": f"Organization/{practice}"}
+    async with oauth_app.state.db.write() as conn:
+        vouched = (await clients.register(conn, body, operator=True))["client_id"]
+    token = (await credentials(oauth, key, vouched)).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await oauth.get(f"/fhir/Patient/{ours}", headers=auth)).status_code == 200
+    assert (await oauth.get(f"/fhir/Patient/{theirs}", headers=auth)).status_code == 404
