@@ -54,7 +54,7 @@ from consent.principals import (
 from consent.tokens import Caller
 from fhir import guard as fhir_guard
 from fhir import store
-from fhir.errors import FhirError, Forbidden, NotAuthorized, NotFound
+from fhir.errors import Forbidden, NotAuthorized, NotFound
 from fhir.store import Stored
 
 CACHE_SECONDS = 10.0
@@ -226,13 +226,17 @@ class Access:
         return await self.context(conn, search=True)
 
 
-def meta_of(stored: Stored) -> policy.ResourceMeta:
-    """What a decision needs of a stored resource (its source only when labels make it count,
-    or when a patient's write depends on it)."""
+def meta_of(stored: Stored, *, with_source: bool = False) -> policy.ResourceMeta:
+    """What a decision needs of a stored resource. Its meta.source (parsing the content) only
+    when it counts, so a plain read does not parse what it returns: for a read it matters only
+    for a sealed entry (its author sees it regardless); `with_source`: always (a write, whose
+    patient or carer must have entered what it changes; a version and its current row)."""
+    found = labels.of_column(stored.security)
     source = None
-    if stored.content is not None and '"source"' in stored.content:
+    if ((with_source or found) and stored.content is not None
+            and '"source"' in stored.content):
         source = (orjson.loads(stored.content).get("meta") or {}).get("source")
-    return policy.ResourceMeta(stored.patient_id, labels.of_column(stored.security), source)
+    return policy.ResourceMeta(stored.patient_id, found, source)
 
 
 class AccessGuard:
@@ -265,12 +269,12 @@ class AccessGuard:
         hidden = NotFound(f"{stored.type}/{stored.id} has no version {stored.version}."
                           if interaction == "vread" else f"{stored.type}/{stored.id} is not known.")
         context = access.scope_context(stored.type, "read")
-        meta = meta_of(stored)
+        meta = meta_of(stored, with_source=interaction != "read")
         if interaction != "read":  # a version: the current row says whose it is
             current = await store.read_current(conn, stored.type, stored.id)
             if current is None:
                 raise hidden
-            now = meta_of(current)
+            now = meta_of(current, with_source=True)
             meta = policy.ResourceMeta(now.patient_id, now.labels | meta.labels,
                                        meta.source or now.source)
         if meta.patient_id:
@@ -300,7 +304,7 @@ class AccessGuard:
         confined = access.launch_patient(context)
         metas = []
         if current is not None:
-            metas.append(meta_of(current))
+            metas.append(meta_of(current, with_source=True))
         if body is not None:
             metas.append(policy.ResourceMeta.of(body, patient_id))
         access.written.append((asked if asked != "update" else interaction, resource_type,
@@ -480,7 +484,3 @@ def check_reason(reason: str) -> None:
 
 AccessDep = Annotated[Access, Depends(authenticate)]
 
-
-def on_error(exc: FhirError) -> dict[str, str] | None:
-    """The extra headers of an access error (the Bearer challenge)."""
-    return getattr(exc, "headers", None)

@@ -38,20 +38,17 @@ async def gp_of_largest_practice(db_url: str, n: int
 
 
 async def tokens(db_url: str, port: int, gp: str) -> dict[str, str]:
+    """The bearer token of each bench server's caller (bench/access.py), signed with the keys
+    in the server's database; `open` takes any token."""
     from consent.grants import operator_token
-    from consent.keys import KeyRing
-    from consent.tokens import Grant, issue_access_token
     from fhir.db import Database
 
     base = f"http://127.0.0.1:{port}/fhir"
     db = Database(db_url, pool_size=1)
     try:
-        keys = await KeyRing().get(db)
-        grant = Grant(subject=f"Practitioner/{gp}", scope="user/*.cruds openid fhirUser",
-                      fhir_user=f"Practitioner/{gp}")
-        gp_token = issue_access_token(keys, issuer=base.removesuffix("/fhir"), audience=base,
-                                      client_id="carenet-bench", grant=grant, lifetime=7200,
-                                      fhir_base=base).token
+        gp_token = await operator_token(db, fhir_base=base, client_id="carenet-bench",
+                                        scope="user/*.cruds openid fhirUser", lifetime=7200,
+                                        user=f"Practitioner/{gp}")
         operator = await operator_token(db, fhir_base=base, client_id="carenet-bench",
                                         lifetime=7200)
     finally:
