@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
+from fhir import writerules
+
 if TYPE_CHECKING:
     from fhir.store import Stored
 
@@ -84,6 +86,7 @@ def prepare(body: dict[str, Any]) -> None:
     guard = _current.get()
     if guard is not None:
         guard.prepare(body)
+    writerules.prepare(body)  # the type's own rules (fhir/writerules.py), guard or not
 
 
 async def check_write(conn: Any, interaction: str, resource_type: str,
@@ -92,3 +95,4 @@ async def check_write(conn: Any, interaction: str, resource_type: str,
     guard = _current.get()
     if guard is not None:
         await guard.check_write(conn, interaction, resource_type, body, patient_id, current_)
+    await writerules.check(conn, interaction, resource_type, body, patient_id, current_)

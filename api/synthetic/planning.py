@@ -11,11 +11,10 @@ from datetime import timedelta
 from typing import Any
 
 from api.synthetic import people
-from api.synthetic.clinical import blood_pressure, coding, efi_band
+from api.synthetic.clinical import blood_pressure, efi_band
 from api.synthetic.record import Record
-from careplans.codes import common
+from careplans.plans import model as plan_model
 
-PLAN_CATEGORY_USE = "anticipatory care plan / advance care planning"
 GOALS = ("Stay living in my own home", "Walk to the shops twice a week",
          "Keep going to the Tuesday lunch club", "Be well enough for my grandson's wedding",
          "Fewer trips to hospital", "Manage my breathing so I can garden",
@@ -65,39 +64,46 @@ def care_plans(rec: Record) -> None:
         "participant": members,
         "managingOrganization": [{"reference": rec.network.network}],
     })
-    goals = [_goal(rec, text, start) for text in rec.rng.sample(GOALS, 2)]
+    goal_texts = rec.rng.sample(GOALS, 2)
+    goals = [_goal(rec, text, start) for text in goal_texts]
     review = start + timedelta(days=rec.rng.choice((180, 365)))
-    code, display = common(PLAN_CATEGORY_USE)
+    coordinator_ref = {"reference": coordinator.practitioner_role, "display": "Care coordinator"}
+    # The shape of careplans/plans/model.py: coordinator = author, review date = the
+    # 'Review of care plan' activity, what matters = goals the patient expressed.
     rec.add({
         "resourceType": "CarePlan", "status": "active", "intent": "plan",
-        "category": [coding(code, display) | {"text": "Anticipatory care plan"}],
+        "category": [plan_model.category()],
         "title": "Anticipatory care plan",
         "description": "Proactive plan agreed with the patient: what matters to them, goals, "
                        "who to call, and what to do if they become unwell.",
         "subject": rec.subject,
-        # period.end carries the planned review date.
-        "period": {"start": start.isoformat(), "end": review.isoformat()},
+        "period": {"start": start.isoformat()},
         "created": start.isoformat(),
-        "author": {"reference": coordinator.practitioner_role},
-        "careTeam": [{"reference": team}],
+        "author": coordinator_ref,
+        "careTeam": [{"reference": team, "display": "Anticipatory care team"}],
         "addresses": [{"reference": ref} for key, ref in rec.conditions.items()
                       if key in ("frailty", "dementia", "heart-failure", "copd", "falls",
                                  "parkinsons", "diabetes")][:5],
-        "goal": [{"reference": g} for g in goals],
+        "goal": [plan_model.goal_ref(g.partition("/")[2], text, what_matters=True)
+                 for g, text in zip(goals, goal_texts, strict=True)],
         "activity": [
+            plan_model.contingency(
+                "I become more unwell, breathless or confused, or I fall",
+                "Call the care coordinator or the GP practice the same day",
+                out_of_hours="NHS 111; 999 in an emergency. I would prefer to be treated at "
+                             "home if that is safe.",
+                performer=coordinator_ref),
             {"detail": {"kind": "Appointment", "status": "scheduled",
                         "description": "Structured medication review with the practice "
                                        "pharmacist",
                         "performer": [{"reference": rec.gp.practitioner_role}]}},
             {"detail": {"kind": "Task", "status": "in-progress",
                         "description": "Care coordinator telephone check every month",
-                        "performer": [{"reference": coordinator.practitioner_role}]}},
+                        "performer": [coordinator_ref]}},
+            plan_model.review_activity(review, coordinator_ref),
         ],
         "note": [
             {"text": f"What matters to me: {rec.rng.choice(MATTERS)}."},
-            {"text": "If I become unwell: call the care coordinator in working hours, "
-                     "NHS 111 out of hours; I would prefer to be treated at home if that is "
-                     "safe."},
         ],
     })
 
