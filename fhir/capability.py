@@ -13,6 +13,16 @@ from fhir.registry import registry
 TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance",
                      "history-type", "create", "search-type")
 EVERYTHING = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+# type → its operations (name, definition); packages above fhir/ add theirs at start-up.
+OPERATIONS: dict[str, list[dict[str, str]]] = {
+    "Patient": [{"name": "everything", "definition": EVERYTHING}]}
+
+
+def add_operation(type_: str, name: str, definition: str) -> None:
+    """Advertise operation `name` on `type_` (idempotent)."""
+    found = OPERATIONS.setdefault(type_, [])
+    if not any(op["name"] == name for op in found):
+        found.append({"name": name, "definition": definition})
 
 
 SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -64,8 +74,7 @@ def capability_statement(*, base: str, software_version: str,
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "searchParam": params,
-            **({"operation": [{"name": "everything", "definition": EVERYTHING}]}
-               if type_ == "Patient" else {}),
+            **({"operation": list(OPERATIONS[type_])} if OPERATIONS.get(type_) else {}),
         })
     return {
         "resourceType": "CapabilityStatement",

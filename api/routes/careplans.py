@@ -28,17 +28,20 @@ from careplans.plans import draft, model, record
 from careplans.plans.narrative import narrative
 from careplans.plans.rules import RULE
 from consent.principals import Kind
+from fhir import capability, interactions, writerules
 from fhir import guard as fhir_guard
-from fhir import interactions, writerules
 from fhir.errors import Forbidden, Unprocessable
 from fhir.store import Stored
 
 router = APIRouter()
+OPERATION = "https://carenet.invalid/fhir/OperationDefinition/"
 
 
 def install(app: FastAPI) -> None:
     """The care plan routes (before the generic [type]/[id]/... ones) and write rule."""
     writerules.register("CarePlan", RULE)
+    capability.add_operation("Patient", "draft-care-plan", OPERATION + "draft-care-plan")
+    capability.add_operation("CarePlan", "contribute", OPERATION + "contribute")
     app.include_router(router, prefix=FHIR_PREFIX, dependencies=[Depends(check_accept)])
 
 

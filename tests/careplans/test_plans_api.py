@@ -321,3 +321,12 @@ async def test_the_draft_is_filled_from_what_the_record_holds_now(
     assert [e["resource"]["id"] for e in plans.json()["entry"]] == [previous_id]
     made = await client.post("/CarePlan", json={**d, "status": "active"}, headers=net.as_gp_a)
     assert made.status_code == 201, made.text
+
+
+async def test_the_capability_statement_lists_the_care_plan_operations(
+        client: httpx.AsyncClient) -> None:
+    r = await client.get("/metadata")
+    ops = {(res["type"], op["name"]) for res in r.json()["rest"][0]["resource"]
+           for op in res.get("operation", ())}
+    assert {("Patient", "everything"), ("Patient", "draft-care-plan"),
+            ("CarePlan", "contribute")} <= ops
