@@ -12,7 +12,8 @@ consent/policy.py) and installs it with `guarding()`. Then:
   of a Bundle) takes `visible` as its SQL filter, so a condition can never match, and so
   reveal, what the caller may not see.
 Without a guard (the storage tests, the migrations, the server's own jobs) nothing is
-filtered: the API never serves a request without one.
+filtered: the API never serves a request without one. `prepare` and `check_write` also apply
+the resource type's own write rules (fhir/writerules.py), guard or not.
 """
 
 from __future__ import annotations

@@ -330,3 +330,29 @@ async def test_the_capability_statement_lists_the_care_plan_operations(
            for op in res.get("operation", ())}
     assert {("Patient", "everything"), ("Patient", "draft-care-plan"),
             ("CarePlan", "contribute")} <= ops
+
+
+async def test_a_transaction_keeps_the_rules_and_is_all_or_nothing(
+        client: httpx.AsyncClient, net: SimpleNamespace) -> None:
+    family = f"Bundle{net.tag}"
+
+    def bundle(*plans: Body) -> Body:
+        entries = [{"fullUrl": "urn:uuid:7f0b3a52-0d6c-4d0e-9a54-2f1f3f2b7c11",
+                    "resource": {"resourceType": "Patient", "name": [{"family": family}]},
+                    "request": {"method": "POST", "url": "Patient"}}]
+        for body in plans:
+            body = {**body, "subject": {"reference": "urn:uuid:7f0b3a52-0d6c-4d0e-9a54-"
+                                                     "2f1f3f2b7c11"}}
+            entries.append({"resource": body, "request": {"method": "POST", "url": "CarePlan"}})
+        return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+    r = await client.post("", json=bundle(coordinated(net, "x", review=None)))
+    outcome(r, 422, "no review date")
+    r = await client.post("", json=bundle(coordinated(net, "x"), coordinated(net, "x")))
+    outcome(r, 409, "already has an active anticipatory care plan")
+    found = await client.get("/Patient", params={"family": family})
+    assert found.json().get("entry", []) == []  # nothing of either was kept
+    r = await client.post("", json=bundle(coordinated(net, "x")))
+    assert r.status_code == 200, r.text
+    stored = r.json()["entry"][1]["resource"]
+    assert "If things change" in stored["text"]["div"]  # the rule ran on the entry too
