@@ -24,8 +24,8 @@ import sqlalchemy as sa
 
 from careplans.plans import model, validation
 from careplans.plans.narrative import narrative
-from fhir import guard, search
-from fhir.errors import Conflict, Forbidden
+from fhir import guard, search, store
+from fhir.errors import Conflict, Forbidden, Unprocessable
 from fhir.store import Stored
 
 PATIENT_REFUSED = (
@@ -54,6 +54,24 @@ async def other_active(conn: Any, patient_id: str, plan_id: str | None) -> list[
     return [i for i in ids if i != plan_id]
 
 
+async def check_what_matters(conn: Any, plan: dict[str, Any]) -> None:
+    """422 if a goal marked as what matters to the person is a Goal someone else expressed
+    (the mark says "the person's own words"; a Goal not stored yet is not judged here)."""
+    for i, ref in enumerate(plan.get("goal") or ()):
+        if ref not in model.what_matters_goals(plan) or model.ref_type(ref) != "Goal":
+            continue
+        stored = await store.read_current(conn, "Goal", ref["reference"].partition("/")[2])
+        if stored is None or stored.content is None:
+            continue
+        by = orjson.loads(stored.content).get("expressedBy")
+        if model.ref_type(by) not in model.PERSON_TYPES:
+            raise Unprocessable(
+                f"{ref['reference']} is marked as what matters to the person, but the person "
+                "did not express it (its Goal.expressedBy is not the patient or their carer). "
+                "Mark only their own words; clinical goals go without the mark.",
+                expression=f"CarePlan.goal[{i}]")
+
+
 class CarePlanRule:
     """fhir.writerules.WriteRule for CarePlan."""
 
@@ -72,6 +90,8 @@ class CarePlanRule:
         if not (model.is_anticipatory(body) or model.is_anticipatory(old)):
             return
         validation.check(old, body)
+        if body is not None:
+            await check_what_matters(conn, body)
         if body is None or body.get("status") != "active" or patient_id is None:
             return
         others = await other_active(conn, patient_id, body.get("id"))

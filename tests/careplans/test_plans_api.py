@@ -356,3 +356,27 @@ async def test_a_transaction_keeps_the_rules_and_is_all_or_nothing(
     assert r.status_code == 200, r.text
     stored = r.json()["entry"][1]["resource"]
     assert "If things change" in stored["text"]["div"]  # the rule ran on the entry too
+
+
+async def test_only_the_persons_own_goals_may_be_marked_as_what_matters(
+        client: httpx.AsyncClient, net: SimpleNamespace) -> None:
+    p = await new_patient(client, net, "Matters")
+    theirs = await make(client, {"resourceType": "Goal", "lifecycleStatus": "active",
+                                 "subject": ref("Patient", p), "expressedBy": ref("Patient", p),
+                                 "description": {"text": "See the sea again"}})
+    ours = await make(client, {"resourceType": "Goal", "lifecycleStatus": "active",
+                               "subject": ref("Patient", p),
+                               "expressedBy": ref("PractitionerRole", net.gp_a_role),
+                               "description": {"text": "HbA1c below 58"}})
+    bad = coordinated(net, p, status="draft",
+                      goal=[model.goal_ref(ours, "HbA1c below 58", what_matters=True)])
+    r = await client.post("/CarePlan", json=bad, headers=net.as_gp_a)
+    outcome(r, 422, f"Goal/{ours} is marked as what matters", "did not express it")
+    good = coordinated(net, p, status="draft", goal=[
+        model.goal_ref(theirs, "See the sea again", what_matters=True),
+        ref("Goal", ours, "HbA1c below 58")])
+    made = await client.post("/CarePlan", json=good, headers=net.as_gp_a)
+    assert made.status_code == 201, made.text
+    div = made.json()["text"]["div"]
+    assert div.index("What matters to me") < div.index("See the sea again") \
+        < div.index("Goals") < div.index("HbA1c below 58")
