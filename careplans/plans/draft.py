@@ -32,13 +32,14 @@ CLOSED_GOALS = frozenset({"completed", "cancelled", "rejected", "entered-in-erro
 
 
 def person_name(patient: dict[str, Any]) -> str:
+    """A person's name as written ("Ann Able"), else their reference."""
     for name in patient.get("name") or ():
         if name.get("text"):
             return str(name["text"])
         parts = [*name.get("given", ()), name.get("family", "")]
         if any(parts):
             return " ".join(p for p in parts if p)
-    return f"Patient/{patient.get('id')}"
+    return f"{patient.get('resourceType', 'Patient')}/{patient.get('id')}"
 
 
 def _ref(resource: dict[str, Any], display: str | None) -> dict[str, Any]:
@@ -84,11 +85,58 @@ def previous_plan(plans: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(live or usable, key=_updated, default=None)
 
 
-def _team_display(team: dict[str, Any]) -> str:
+def _phone(resource: dict[str, Any] | None) -> str | None:
+    for t in (resource or {}).get("telecom") or ():
+        if t.get("system") == "phone" and t.get("value"):
+            return str(t["value"])
+    return None
+
+
+def describe(ref: dict[str, Any] | None, rec: Record) -> dict[str, Any] | None:
+    """`ref` with a display that says who it is and how to reach them ("Jane Smith (Network
+    case manager), Oak Surgery, tel 01632 960709"), when the record has them."""
+    if not isinstance(ref, dict):
+        return ref
+    found = rec.people.get(str(ref.get("reference")))
+    if found is None:
+        return dict(ref)
+    kind = found["resourceType"]
+    phone = _phone(found)
+    if kind == "PractitionerRole":
+        person = rec.people.get(str((found.get("practitioner") or {}).get("reference")))
+        org = rec.people.get(str((found.get("organization") or {}).get("reference")))
+        role = next((model.text_of(c) for c in found.get("code") or () if model.text_of(c)),
+                    None)
+        parts = [" ".join(x for x in (person_name(person) if person else None,
+                                      f"({role})" if role else None) if x),
+                 (org or {}).get("name")]
+        phone = phone or _phone(person) or _phone(org)
+    elif kind == "Organization":
+        parts = [found.get("name")]
+    else:
+        relation = [model.text_of(r) for r in found.get("relationship") or ()
+                    if model.text_of(r)]
+        parts = [person_name(found) + (f" ({', '.join(relation)})" if relation else "")]
+    text = ", ".join(str(p) for p in parts if p)
+    if phone:
+        text += f", tel {phone}"
+    return {**ref, "display": text} if text else dict(ref)
+
+
+def _performers(activity: dict[str, Any], rec: Record) -> dict[str, Any]:
+    detail = activity.get("detail")
+    if not isinstance(detail, dict) or not detail.get("performer"):
+        return activity
+    return {**activity, "detail": {**detail, "performer": [
+        describe(p, rec) for p in detail["performer"]]}}
+
+
+def _team_display(team: dict[str, Any], rec: Record) -> str:
     members = []
     for p in team.get("participant") or ():
         role = next((model.text_of(r) for r in p.get("role") or () if model.text_of(r)), None)
-        who = (p.get("member") or {}).get("display") or (p.get("member") or {}).get("reference")
+        member = describe(p.get("member"), rec) or {}
+        who = member.get("display") or member.get("reference")
         if who:
             members.append(f"{role}: {who}" if role else str(who))
     name = team.get("name") or "Care team"
@@ -161,7 +209,7 @@ def build(rec: Record, today: date) -> dict[str, Any]:
     """The draft plan for `rec` on `today`."""
     patient = rec.patient
     previous = previous_plan(rec.plans)
-    who = coordinator(rec, previous)
+    who = describe(coordinator(rec, previous), rec)
     risk = latest_risk(rec.risks)
     plan: dict[str, Any] = {
         "resourceType": "CarePlan", "status": "draft", "intent": "plan",
@@ -173,7 +221,7 @@ def build(rec: Record, today: date) -> dict[str, Any]:
     if previous:
         plan["replaces"] = [_ref(previous, previous.get("title"))]
     if rec.care_teams:
-        plan["careTeam"] = [_ref(t, _team_display(t)) for t in rec.care_teams]
+        plan["careTeam"] = [_ref(t, _team_display(t, rec)) for t in rec.care_teams]
     if rec.conditions:
         plan["addresses"] = [_ref(c, model.text_of(c.get("code"))) for c in rec.conditions]
     support = [_ref(m, medicine_name(m)) for m in rec.medicines]
@@ -185,7 +233,7 @@ def build(rec: Record, today: date) -> dict[str, Any]:
     goals = _goals(rec, previous)
     if goals:
         plan["goal"] = goals
-    carried = [dict(a) for a in (previous or {}).get("activity") or ()
+    carried = [_performers(a, rec) for a in (previous or {}).get("activity") or ()
                if isinstance(a, dict) and model.is_contingency(a)]
     plan["activity"] = [*carried, *_proposed(rec, who),
                         model.review_activity(today + REVIEW_AFTER, who)]

@@ -33,6 +33,8 @@ class Record:
     care_teams: list[dict[str, Any]] = field(default_factory=list)
     plans: list[dict[str, Any]] = field(default_factory=list)
     goals: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → Goal
+    # "Type/id" → the people and organisations the plan names (to write who they are)
+    people: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 async def find(conn: AsyncConnection, type_: str, params: list[tuple[str, str]],
@@ -66,4 +68,35 @@ async def gather(conn: AsyncConnection, patient: dict[str, Any],
                                               ("category", f"{wanted.system}|{wanted.code}")],
                            visible)
     rec.goals = {g["id"]: g for g in await find(conn, "Goal", [("patient", who)], visible)}
+    await _people(conn, rec, visible)
     return rec
+
+
+PEOPLE = ("PractitionerRole", "Practitioner", "RelatedPerson", "Organization")
+
+
+def _named(rec: Record) -> set[str]:
+    """The references to people and organisations the care teams and earlier plans hold."""
+    refs: list[Any] = []
+    for team in rec.care_teams:
+        refs += [p.get("member") for p in team.get("participant") or ()]
+    for plan in rec.plans:
+        refs.append(plan.get("author"))
+        for activity in plan.get("activity") or ():
+            refs += ((activity or {}).get("detail") or {}).get("performer") or []
+    return {r["reference"] for r in refs if model.ref_type(r) in PEOPLE}
+
+
+async def _people(conn: AsyncConnection, rec: Record, visible: Visibility | None) -> None:
+    """Read whom the plan names, and a PractitionerRole's practitioner and organisation."""
+    wanted = _named(rec)
+    for type_ in PEOPLE:  # roles first: they name practitioners and organisations
+        ids = sorted({r.partition("/")[2] for r in wanted if r.startswith(type_ + "/")}
+                     - {k.partition("/")[2] for k in rec.people if k.startswith(type_ + "/")})
+        for start in range(0, len(ids), 100):
+            for found in await find(conn, type_, [("_id", ",".join(ids[start:start + 100]))],
+                                    visible):
+                rec.people[f"{type_}/{found['id']}"] = found
+                for key in ("practitioner", "organization"):
+                    if model.ref_type(found.get(key)) in PEOPLE:
+                        wanted.add(found[key]["reference"])

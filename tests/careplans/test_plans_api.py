@@ -301,6 +301,10 @@ async def test_the_draft_is_filled_from_what_the_record_holds_now(
     assert [t["reference"] for t in d["careTeam"]] == [f"CareTeam/{team}"]
     assert f"CareTeam/{old_team}" not in str(d)
     assert d["author"]["reference"] == f"PractitionerRole/{net.coord_role}"
+    # Whom to call, as the record names them (for the narrative read at 3 a.m.).
+    assert d["author"]["display"] == f"Coord{net.tag} (R0600), Oak {net.tag}"
+    assert f"Named GP: GpA{net.tag} (R0260), Oak {net.tag}" in d["careTeam"][0]["display"]
+    assert f"Care coordinator: Coord{net.tag} (R0600), Oak {net.tag}" in d["text"]["div"]
     assert d["replaces"] == [{"reference": f"CarePlan/{previous_id}",
                               "display": "Anticipatory care plan"}]
     carried = {g["reference"] for g in d["goal"]}
@@ -308,8 +312,13 @@ async def test_the_draft_is_filled_from_what_the_record_holds_now(
     assert {g["reference"] for g in model.what_matters_goals(d)} == {
         f"Goal/{goals['home']}", f"Goal/{own_id}"}
     assert model.respect(d) == model.respect(previous)
-    assert [a for a in d["activity"] if model.is_contingency(a)] == [
-        a for a in previous["activity"] if model.is_contingency(a)]
+    carried = [a for a in d["activity"] if model.is_contingency(a)]
+    before = [a for a in previous["activity"] if model.is_contingency(a)]
+    assert [(a["extension"], a["detail"]["description"]) for a in carried] == [
+        (a["extension"], a["detail"]["description"]) for a in before]
+    assert carried[0]["detail"]["performer"] == [{  # who to call, as the record has them now
+        "reference": f"PractitionerRole/{net.coord_role}",
+        "display": f"Coord{net.tag} (R0600), Oak {net.tag}"}]
     proposed = " ".join(a["detail"].get("description", "") for a in d["activity"])
     assert "Structured medication review: 5 current medicines" in proposed
     assert "falls risk assessment" in proposed

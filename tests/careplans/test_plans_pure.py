@@ -223,3 +223,26 @@ def test_nothing_is_added_to_a_closed_plan_and_bad_parameters_are_named() -> Non
                             {"name": "comment", "valueString": "  "}]}, "needs some text")):
         with pytest.raises(BadRequest, match=words):
             contribute.parse(body)
+
+
+def test_whom_to_call_is_described_from_the_record() -> None:
+    rec = _record(people={
+        "PractitionerRole/r": {"resourceType": "PractitionerRole", "id": "r",
+                               "practitioner": ref("Practitioner", "x"),
+                               "organization": ref("Organization", "o"),
+                               "code": [{"text": "Community nurse"}]},
+        "Practitioner/x": {"resourceType": "Practitioner", "id": "x",
+                           "name": [{"given": ["Jo"], "family": "Bloggs"}]},
+        "Organization/o": {"resourceType": "Organization", "id": "o", "name": "Riverside",
+                           "telecom": [{"system": "email", "value": "a@b"},
+                                       {"system": "phone", "value": "01632 960111"}]},
+        "RelatedPerson/c": {"resourceType": "RelatedPerson", "id": "c",
+                            "name": [{"text": "Mary Able"}], "relationship": [
+                                {"text": "Daughter"}],
+                            "telecom": [{"system": "phone", "value": "07700 900001"}]}})
+    assert draft.describe(ref("PractitionerRole", "r", "old"), rec)["display"] == (
+        "Jo Bloggs (Community nurse), Riverside, tel 01632 960111")
+    assert draft.describe(ref("RelatedPerson", "c"), rec)["display"] == (
+        "Mary Able (Daughter), tel 07700 900001")
+    assert draft.describe(ref("Practitioner", "unknown", "kept"), rec) == ref(
+        "Practitioner", "unknown", "kept")
