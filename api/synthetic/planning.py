@@ -67,7 +67,9 @@ def care_plans(rec: Record) -> None:
     goal_texts = rec.rng.sample(GOALS, 2)
     goals = [_goal(rec, text, start) for text in goal_texts]
     review = start + timedelta(days=rec.rng.choice((180, 365)))
-    coordinator_ref = {"reference": coordinator.practitioner_role, "display": "Care coordinator"}
+    coordinator_ref = {"reference": coordinator.practitioner_role,
+                       "display": f"{coordinator.name} (care coordinator)"}
+    gp_ref = {"reference": rec.gp.practitioner_role, "display": f"{rec.gp.name} (GP)"}
     # The shape of careplans/plans/model.py: coordinator = author, review date = the
     # 'Review of care plan' activity, what matters = goals the patient expressed.
     rec.add({
@@ -96,7 +98,7 @@ def care_plans(rec: Record) -> None:
             {"detail": {"kind": "Appointment", "status": "scheduled",
                         "description": "Structured medication review with the practice "
                                        "pharmacist",
-                        "performer": [{"reference": rec.gp.practitioner_role}]}},
+                        "performer": [gp_ref]}},
             {"detail": {"kind": "Task", "status": "in-progress",
                         "description": "Care coordinator telephone check every month",
                         "performer": [coordinator_ref]}},
