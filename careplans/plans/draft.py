@@ -4,7 +4,7 @@ Pure: `build(record, today)` from what `record.gather` read. The draft is status
 has no id and is not stored: the clinician reviews it with the person and POSTs (or PUTs)
 what they agree. It carries:
 - the active problems (`addresses`), the current medicines and the latest final risk
-  assessment with the evidence it lists in `basis` (`supportingInfo`, with displays);
+  assessment of each method with the evidence it lists in `basis` (`supportingInfo`);
 - the current care team(s) (`careTeam`) and the care coordinator (`author`): the previous
   plan's, else a care team member whose role names the coordinator;
 - from the previous anticipatory plan: its goals still open, what matters to the person,
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Any
+
+import orjson
 
 from careplans import codes as code_lists
 from careplans.plans import model
@@ -58,11 +60,26 @@ def _updated(resource: dict[str, Any]) -> str:
     return str((resource.get("meta") or {}).get("lastUpdated") or "")
 
 
+def _latest(risk: dict[str, Any]) -> tuple[str, str]:
+    return str(risk.get("occurrenceDateTime") or ""), _updated(risk)
+
+
 def latest_risk(risks: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The latest final RiskAssessment: by occurrenceDateTime, then last updated."""
     final = [r for r in risks if r.get("status") in ("final", "amended", "corrected")]
-    return max(final, key=lambda r: (str(r.get("occurrenceDateTime") or ""), _updated(r)),
-               default=None)
+    return max(final, key=_latest, default=None)
+
+
+def latest_risks(risks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The latest final RiskAssessment of each method (a frailty index, an admission-risk
+    score...), latest first."""
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for r in risks:
+        key = orjson.dumps((r.get("method") or {}).get("coding")
+                           or model.text_of(r.get("method")) or "").decode()
+        by_method.setdefault(key, []).append(r)
+    found = [latest_risk(group) for group in by_method.values()]
+    return sorted((r for r in found if r is not None), key=_latest, reverse=True)
 
 
 def risk_summary(risk: dict[str, Any]) -> str:
@@ -210,7 +227,7 @@ def build(rec: Record, today: date) -> dict[str, Any]:
     patient = rec.patient
     previous = previous_plan(rec.plans)
     who = describe(coordinator(rec, previous), rec)
-    risk = latest_risk(rec.risks)
+    risks = latest_risks(rec.risks)
     plan: dict[str, Any] = {
         "resourceType": "CarePlan", "status": "draft", "intent": "plan",
         "category": [model.category()], "title": "Anticipatory care plan",
@@ -225,9 +242,10 @@ def build(rec: Record, today: date) -> dict[str, Any]:
     if rec.conditions:
         plan["addresses"] = [_ref(c, model.text_of(c.get("code"))) for c in rec.conditions]
     support = [_ref(m, medicine_name(m)) for m in rec.medicines]
-    if risk is not None:
+    for risk in risks:
         support.append(_ref(risk, f"Risk assessment: {risk_summary(risk)}"))
-        support += [dict(b) for b in risk.get("basis") or () if isinstance(b, dict)]
+        support += [dict(b) for b in risk.get("basis") or ()
+                    if isinstance(b, dict) and b not in support]
     if support:
         plan["supportingInfo"] = support
     goals = _goals(rec, previous)
@@ -243,8 +261,7 @@ def build(rec: Record, today: date) -> dict[str, Any]:
     summary = [f"Draft prepared on {today.isoformat()} from the record: "
                f"{len(rec.conditions)} active problem(s), {len(rec.medicines)} current "
                "medicine(s)."]
-    if risk is not None:
-        summary.append(f"Latest risk assessment: {risk_summary(risk)}")
+    summary += [f"Latest risk assessment: {risk_summary(risk)}" for risk in risks]
     if previous:
         summary.append(f"Carried over from CarePlan/{previous['id']} ({previous.get('status')}): "
                        "goals, what matters, contingencies and treatment preferences; confirm "

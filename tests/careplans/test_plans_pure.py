@@ -246,3 +246,26 @@ def test_whom_to_call_is_described_from_the_record() -> None:
         "Mary Able (Daughter), tel 07700 900001")
     assert draft.describe(ref("Practitioner", "unknown", "kept"), rec) == ref(
         "Practitioner", "unknown", "kept")
+
+
+def test_the_draft_carries_the_latest_assessment_of_each_method_with_its_evidence() -> None:
+    def risk(id_: str, method: str, when: str, note: str, status: str = "final",
+             basis: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return {"resourceType": "RiskAssessment", "id": id_, "status": status,
+                "method": {"text": method}, "occurrenceDateTime": when,
+                "note": [{"text": note}], "basis": basis or []}
+
+    risks = [risk("f1", "frailty", "2026-01-01", "mild frailty (0.17)"),
+             risk("f2", "frailty", "2026-10-01", "moderate frailty (0.28)",
+                  basis=[ref("Condition", "fall1", "Fall 2026-03")]),
+             risk("a1", "admission risk", "2026-09-01", "priority 7: 2 A&E attendances",
+                  basis=[ref("Encounter", "ae1", "A&E 2026-08")]),
+             risk("a2", "admission risk", "2026-11-01", "draft", status="preliminary")]
+    assert [r["id"] for r in draft.latest_risks(risks)] == ["f2", "a1"]
+    built = draft.build(_record(risks=risks), date(2026, 12, 1))
+    support = [s["reference"] for s in built["supportingInfo"]]
+    assert support == ["RiskAssessment/f2", "Condition/fall1", "RiskAssessment/a1",
+                       "Encounter/ae1"]
+    assert "moderate frailty (0.28)" in built["description"]
+    assert "priority 7: 2 A&E attendances" in built["description"]
+    assert "mild frailty" not in str(built)  # superseded by a later one of its method
