@@ -154,6 +154,9 @@ async def test_the_patient_reads_and_adds_to_the_plan_without_touching_its_clini
     goal = (await client.get(f"/{mine[0]['reference']}", headers=net.as_patient)).json()
     assert goal["expressedBy"] == {"reference": f"Patient/{net.patient}"}
     assert goal["meta"]["source"] == f"Patient/{net.patient}"  # theirs to change
+    goal["description"]["text"] = "Being at home with my cat and my garden"
+    r = await client.put(f"/Goal/{goal['id']}", json=goal, headers=net.as_patient)
+    assert r.status_code == 200, r.text
     provenance = await client.get("/Provenance", headers=net.as_gp_a,
                                   params={"target": f"CarePlan/{plan_id}"})
     agents = [a["who"]["reference"] for e in provenance.json().get("entry", ())
@@ -190,6 +193,13 @@ async def test_the_patient_reads_and_adds_to_the_plan_without_touching_its_clini
         "parameter": [{"name": "comment", "valueString": "Mum sleeps badly since June."}]})
     assert r.status_code == 200, r.text
     assert r.json()["note"][-1]["authorReference"] == {"reference": f"RelatedPerson/{net.carer}"}
+    version = r.json()["meta"]["versionId"]
+    provenance = await client.get("/Provenance", headers=net.as_gp_a,
+                                  params={"target": f"CarePlan/{plan_id}"})
+    assert [a["who"]["reference"] for e in provenance.json()["entry"]
+            for a in e["resource"]["agent"]
+            if {"reference": f"CarePlan/{plan_id}/_history/{version}"}
+            in e["resource"]["target"]] == [f"RelatedPerson/{net.carer}"]
     r = await client.post(f"/CarePlan/{plan_id}/$contribute", headers=net.as_stranger_carer,
                           json={"resourceType": "Parameters", "parameter": [
                               {"name": "comment", "valueString": "hello"}]})
