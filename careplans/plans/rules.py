@@ -24,8 +24,9 @@ import sqlalchemy as sa
 
 from careplans.plans import model, validation
 from careplans.plans.narrative import narrative
-from fhir import guard, search, store
+from fhir import guard, pending, search
 from fhir.errors import Conflict, Forbidden, Unprocessable
+from fhir.schema import resource
 from fhir.store import Stored
 
 PATIENT_REFUSED = (
@@ -57,19 +58,23 @@ async def other_active(conn: Any, patient_id: str, plan_id: str | None) -> list[
 async def check_what_matters(conn: Any, plan: dict[str, Any]) -> None:
     """422 if a goal marked as what matters to the person is a Goal someone else expressed
     (the mark says "the person's own words"; a Goal not stored yet is not judged here)."""
-    for i, ref in enumerate(plan.get("goal") or ()):
-        if ref not in model.what_matters_goals(plan) or model.ref_type(ref) != "Goal":
-            continue
-        stored = await store.read_current(conn, "Goal", ref["reference"].partition("/")[2])
-        if stored is None or stored.content is None:
-            continue
-        by = orjson.loads(stored.content).get("expressedBy")
-        if model.ref_type(by) not in model.PERSON_TYPES:
+    marked = {ref["reference"].partition("/")[2]: i
+              for i, ref in enumerate(plan.get("goal") or ())
+              if ref in model.what_matters_goals(plan) and model.ref_type(ref) == "Goal"}
+    if not marked:
+        return
+    await pending.settle(conn)
+    rows = await conn.execute(sa.select(resource.c.id, resource.c.content).where(
+        resource.c.type == "Goal", resource.c.id.in_(sorted(marked)),
+        resource.c.deleted.is_(False)))
+    for id_, content in rows:
+        goal = orjson.loads(content) if isinstance(content, (str, bytes)) else content
+        if model.ref_type(goal.get("expressedBy")) not in model.PERSON_TYPES:
             raise Unprocessable(
-                f"{ref['reference']} is marked as what matters to the person, but the person "
-                "did not express it (its Goal.expressedBy is not the patient or their carer). "
-                "Mark only their own words; clinical goals go without the mark.",
-                expression=f"CarePlan.goal[{i}]")
+                f"Goal/{id_} is marked as what matters to the person, but the person did not "
+                "express it (its Goal.expressedBy is not the patient or their carer). Mark "
+                "only their own words; clinical goals go without the mark.",
+                expression=f"CarePlan.goal[{marked[id_]}]")
 
 
 class CarePlanRule:
