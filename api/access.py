@@ -51,11 +51,14 @@ from consent.principals import (
     Relationship,
     staff_principal,
 )
+from consent.scope_rules import ScopeRules, Verdict
 from consent.tokens import Caller
 from fhir import guard as fhir_guard
 from fhir import store
 from fhir.errors import Forbidden, NotAuthorized, NotFound
+from fhir.schema import resource
 from fhir.store import Stored
+from fhir.visibility import Views
 
 CACHE_SECONDS = 10.0
 CACHE_SIZE = 10_000
@@ -101,8 +104,17 @@ class Access:
     written: list[tuple[str, str, str]] = field(default_factory=list)  # (interaction, type, id)
     audited: bool = False
     scope: Any = None  # the ASGI scope of the request
+    _rules: ScopeRules | None = None
 
     # ---- scopes ------------------------------------------------------------------------
+
+    @property
+    def rules(self) -> ScopeRules:
+        """The token's scopes, compiled (consent/scope_rules.py)."""
+        if self._rules is None:
+            self._rules = ScopeRules.of(self.caller.scopes,
+                                        self.caller.patient or self.principal.patient_id)
+        return self._rules
 
     def scope_context(self, resource_type: str, interaction: str,
                       params: list[tuple[str, str]] | None = None) -> str:
@@ -112,6 +124,12 @@ class Access:
         for context in ("system", "user", "patient"):
             if scopes.allows(self.caller.scopes, context, resource_type, letter, params):
                 return context
+        if letter == "r" and params is None and self.rules.speaks_for(resource_type, "r"):
+            # Only scopes with search conditions read the type: a read of one resource is
+            # within them when the resource matches them (`AccessGuard.check_read`).
+            return next(c for c in ("system", "user", "patient")
+                        if any(s.context == c and s.resource_type in ("*", resource_type)
+                               and "r" in s.interactions for s in self.caller.scopes.resources))
         narrowed = [s.text for s in self.caller.scopes.resources
                     if s.conditions and s.resource_type in ("*", resource_type)
                     and letter in s.interactions]
@@ -130,16 +148,6 @@ class Access:
         if not patient:
             raise InsufficientScope("patient/ scopes need a patient in context (launch/patient).")
         return patient
-
-    def readable_types(self) -> frozenset[str] | None:
-        """The types some scope lets the caller read or search (None: every type)."""
-        found: set[str] = set()
-        for s in self.caller.scopes.resources:
-            if s.interactions & {"r", "s"}:
-                if s.resource_type == "*":
-                    return None
-                found.add(s.resource_type)
-        return frozenset(found)
 
     # ---- the policy ----------------------------------------------------------------------
 
@@ -179,16 +187,6 @@ class Access:
         if decision and decision.break_glass and meta.patient_id:
             self.break_glass_used.add(meta.patient_id)
         return decision
-
-    def read_context(self, resource_type: str | None) -> str | None:
-        """The widest scope context that lets the caller read or search `resource_type` (any
-        type: None), or None when no scope does."""
-        for context in ("system", "user", "patient"):
-            for s in self.caller.scopes.resources:
-                if (s.context == context and s.interactions & {"r", "s"}
-                        and (resource_type is None or s.resource_type in ("*", resource_type))):
-                    return context
-        return None
 
     def guard(self) -> AccessGuard:
         return AccessGuard(self)
@@ -246,22 +244,26 @@ class AccessGuard:
     def __init__(self, access: Access) -> None:
         self.access = access
 
-    def visible(self, row: Any, resource_type: str | None) -> Any:
-        access = self.access
-        ctx = access.ctx
+    @property
+    def visible(self) -> Views:
+        """The SQL filter of this request: what its searches find and what they return."""
+        return Views(self._found, self._returned)
+
+    def _found(self, row: Any, resource_type: str | None) -> Any:
+        return self.sql(row, resource_type, "s")
+
+    def _returned(self, row: Any, resource_type: str | None) -> Any:
+        return self.sql(row, resource_type, "r")
+
+    def sql(self, row: Any, resource_type: str | None, letter: str) -> Any:
+        """SQL: the caller may see `row` (of `resource_type`, None: any) by the policy and
+        by the token's scopes for `letter` (their types, launch patient and conditions)."""
+        ctx = self.access.ctx
         if ctx is None:  # the route did not resolve a search context: show nothing
             return sa.false()
-        context = access.read_context(resource_type)
-        if context is None:
-            return sa.false()
-        parts = [policy.search_filter(ctx, row, resource_type)]
-        readable = access.readable_types()
-        if resource_type is None and readable is not None:
-            parts.append(row.c.type.in_(sorted(readable)))
-        if context == "patient":
-            confined = access.launch_patient(context)
-            parts.append(sa.or_(row.c.patient_id == confined, row.c.patient_id.is_(None)))
-        return sa.and_(*parts)
+        scoped = self.access.rules.sql(row, resource_type, letter)
+        allowed = policy.search_filter(ctx, row, resource_type)
+        return allowed if scoped is None else sa.and_(allowed, scoped)
 
     async def check_read(self, conn: Any, interaction: str, stored: Stored) -> None:
         access = self.access
@@ -283,10 +285,28 @@ class AccessGuard:
         if confined is not None and meta.patient_id != confined:
             access.denied = "outside the patient in the app's launch context"
             raise hidden
+        verdict = access.rules.decide(stored.type, "r", meta.patient_id)
+        if verdict is Verdict.NO:
+            access.denied = "outside the patient in the app's launch context"
+            raise hidden
         decision = await access.decide(conn, "read", stored.type, meta)
         if not decision:
             access.denied = decision.reason
             raise hidden
+        if verdict is Verdict.MATCH and not await self._within_scopes(conn, stored):
+            access.denied = "outside the search conditions of the token's scopes"
+            raise hidden
+
+    async def _within_scopes(self, conn: Any, stored: Stored) -> bool:
+        """Whether the current row of `stored` meets the token's scope conditions for a read:
+        the filter's own SQL, on that one row."""
+        row = resource.alias("scoped")
+        condition = self.access.rules.sql(row, stored.type, "r")
+        if condition is None:
+            return True
+        found = await conn.execute(sa.select(row.c.rid).where(
+            row.c.type == stored.type, row.c.id == stored.id, condition))
+        return found.first() is not None
 
     def prepare(self, body: dict[str, Any]) -> None:
         source = entered_by(self.access.principal)

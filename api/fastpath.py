@@ -19,6 +19,7 @@ from api import access
 from api.http import FHIR_PREFIX, accept_ok
 from consent import policy
 from consent.principals import AccessContext
+from consent.scope_rules import Verdict
 from fhir import store
 from fhir.errors import FhirError
 from fhir.interactions import ID_PATTERN
@@ -69,6 +70,8 @@ class FastRead:
         pid = meta.patient_id
         if confined is not None and pid != confined:
             return False
+        if grant.rules.decide(type_, "r", pid) is not Verdict.YES:
+            return False  # the token's scope conditions decide: the full path asks the row
         ctx = AccessContext(grant.principal, time.time())
         if pid is not None:
             facts = access.known_facts(grant.principal, pid)
