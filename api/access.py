@@ -281,10 +281,7 @@ class AccessGuard:
                                        meta.source or now.source)
         if meta.patient_id:
             access.patients.add(meta.patient_id)
-        confined = access.launch_patient(context)
-        if confined is not None and meta.patient_id != confined:
-            access.denied = "outside the patient in the app's launch context"
-            raise hidden
+        access.launch_patient(context)  # 403 when patient/ scopes have no patient
         verdict = access.rules.decide(stored.type, "r", meta.patient_id)
         if verdict is Verdict.NO:
             access.denied = "outside the patient in the app's launch context"

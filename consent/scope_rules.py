@@ -5,8 +5,8 @@ https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html. A resource
 a token's scopes for an interaction letter (`r` to read it, `s` to find it by a search) when
 some resource scope of the token
 1. has the letter and names the resource's type (or `*`),
-2. if its context is `patient`, the resource belongs to the patient in the launch context
-   (or to no patient), and
+2. if its context is `patient`, the resource belongs to the patient in the launch context,
+   or to no patient and is of a type that is never in a patient's record, and
 3. the resource matches every search condition of the scope
    (`user/Observation.rs?category=laboratory`: a search for `category=laboratory` finds it).
 
@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from consent.scopes import ResourceScope, Scopes
 from fhir.errors import FhirError
+from fhir.registry import registry
 
 
 class Verdict(enum.Enum):
@@ -72,7 +73,8 @@ class ScopeRules:
         decides, on the row (`sql`)."""
         verdict = Verdict.NO
         for s in self._for(type_, letter):
-            if s.context == "patient" and patient_id not in (None, self.launch_patient):
+            if s.context == "patient" and patient_id != self.launch_patient and (
+                    patient_id is not None or type_ in registry().compartment):
                 continue
             if not s.conditions:
                 return Verdict.YES
@@ -98,13 +100,22 @@ class ScopeRules:
                 parts.append(row.c.type == s.resource_type)
             if s.context == "patient":
                 parts.append(sa.or_(row.c.patient_id == self.launch_patient,
-                                    row.c.patient_id.is_(None)))
+                                    sa.and_(row.c.patient_id.is_(None),
+                                            _directory(row, type_))))
             if s.conditions:
                 parts.append(_matches(s, row, type_))
             ors.append(sa.and_(*parts) if parts else sa.true())
         if plain_types:
             ors.append(row.c.type.in_(sorted(plain_types)))
         return sa.or_(*ors) if len(ors) > 1 else ors[0]
+
+
+def _directory(row: Any, type_: str | None) -> Any:
+    """SQL: the row is of a type that is never part of a patient's record (what `patient/`
+    scopes read beside the patient's own: their practice, their medicines' definitions)."""
+    if type_ is not None:
+        return sa.false() if type_ in registry().compartment else sa.true()
+    return row.c.type.not_in(sorted(registry().compartment))
 
 
 def _matches(scope: ResourceScope, row: Any, type_: str | None) -> Any:
