@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from api import access
+from api.guard import meta_of
 from api.http import FHIR_PREFIX, accept_ok
 from consent import policy
 from consent.principals import AccessContext
@@ -66,7 +67,7 @@ class FastRead:
         stored = await store.read_current_raw(db.raw_pool, type_, id_)
         if stored is None or stored.deleted or stored.content is None:
             return False
-        meta = access.meta_of(stored)
+        meta = meta_of(stored)
         pid = meta.patient_id
         if confined is not None and pid != confined:
             return False
