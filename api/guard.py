@@ -8,16 +8,18 @@ routes call.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 
+from api import callers
 from api.access import Access
 from consent import door, labels, policy
-from consent.principals import Kind, Principal
+from consent.principals import AccessContext, Kind, Principal
 from consent.scope_rules import Verdict
 from fhir import store
-from fhir.errors import Forbidden, NotFound
+from fhir.errors import FhirError, Forbidden, NotFound
 from fhir.store import Stored
 from fhir.visibility import Views
 
@@ -38,6 +40,33 @@ class RequestGuard:
 
     def _returned(self, row: Any, resource_type: str | None) -> Any:
         return door.row_filter(self.access.ctx, self.access.rules, row, resource_type, "r")
+
+    def may_ask(self, resource_type: str) -> bool:
+        """Whether the token's scopes let it read `resource_type` at all (no lookup needed
+        to refuse), with the patient they need in context."""
+        try:
+            self.access.launch_patient(self.access.scope_context(resource_type, "read"))
+        except FhirError:
+            return False
+        return True
+
+    def settled_read(self, stored: Stored) -> bool:
+        """Whether a read of `stored` (a current row) is allowed on what this process already
+        knows: the token's scopes without search conditions, and the policy's facts about its
+        patient decided lately (api/callers.py). False: not settled here (the fast read
+        path's question; the full path then decides, with `check_read`)."""
+        access = self.access
+        meta = meta_of(stored)
+        if access.rules.decide(stored.type, "r", meta.patient_id) is not Verdict.YES:
+            return False
+        ctx = AccessContext(access.principal, time.time())
+        if meta.patient_id is not None:
+            facts = callers.known_facts(access.principal, meta.patient_id)
+            if facts is None:
+                return False
+            ctx.facts[meta.patient_id] = facts
+            access.patients.add(meta.patient_id)
+        return policy.decide(ctx, "read", stored.type, meta).allowed
 
     async def check_read(self, conn: Any, interaction: str, stored: Stored) -> None:
         access = self.access
