@@ -159,6 +159,15 @@ class Access:
             self.break_glass_used.add(meta.patient_id)
         return decision
 
+    def guarding(self, conn: AsyncConnection, *, write: bool = False,
+                 search: bool = False) -> Any:
+        """`conn` under this request's guard (what `Repository.guarding` does), for code that
+        holds an Access rather than the request's Repository; new code takes the Repository
+        (api/repository.py)."""
+        from api.repository import Repository  # the repository builds on this module
+
+        return Repository(self, None).guarding(conn, write=write, search=search)
+
     async def open_search(self, conn: AsyncConnection) -> AccessContext:
         """Resolve the search context (with emergency access to the patient the request
         names, when it asks for it)."""

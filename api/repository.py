@@ -44,7 +44,7 @@ class Repository(RequestGuard):
     """The one door of one request: the interactions routes call, and the guard they run
     under."""
 
-    def __init__(self, access: Access, db: Database) -> None:
+    def __init__(self, access: Access, db: Database | None) -> None:
         super().__init__(access)
         self.db = db
 
@@ -55,12 +55,14 @@ class Repository(RequestGuard):
                       snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
         """A read connection under this request's guard; `search`: resolve the search
         context first (what the SQL filter needs)."""
+        assert self.db is not None, "a Repository made without a database only guards"
         async with self.db.read(snapshot=snapshot) as conn, self.guarding(conn, search=search):
             yield conn
 
     @asynccontextmanager
     async def writing(self, *, search: bool = False) -> AsyncIterator[AsyncConnection]:
         """A write transaction under this request's guard, audited within it."""
+        assert self.db is not None, "a Repository made without a database only guards"
         async with self.db.write() as conn, self.guarding(conn, write=True, search=search):
             yield conn
 
