@@ -35,6 +35,7 @@ CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 TAG = "urn:property"
 PROXY_ROLE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+AUDITS = 10  # AuditEvents read back per answer (see Checker.sound)
 
 
 def ref(kind: str, id_: str) -> Body:
@@ -195,7 +196,11 @@ class Checker:
         return self.readable[key]
 
     async def sound(self, resources: list[Body], where: str) -> None:
-        for res in resources:
+        # Every request here leaves an AuditEvent naming its patient, which `*` includes
+        # then reach by the hundred for an all-seeing principal: a sample of them is read
+        # (they are decided alike); every other resource is read.
+        audits = [r for r in resources if r["resourceType"] == "AuditEvent"]
+        for res in [r for r in resources if r["resourceType"] != "AuditEvent"] + audits[:AUDITS]:
             key = f"{res['resourceType']}/{res['id']}"
             assert await self.reads(key), f"{where} revealed {key}, which a read hides"
 
@@ -246,16 +251,18 @@ async def test_every_search_feature_agrees_with_a_read_by_id(
         assert all_pages is not None
         whole = keys([r for page in all_pages for r in resources(page)])
         assert whole, (type_, params)  # the data is there to be found
-        mine = await check.pages(f"/{type_}?{urlencode([*params, ('_count', '2')])}")
+        paged = [*params, ("_count", "3"), ("_total", "accurate")]
+        mine = await check.pages(f"/{type_}?{urlencode(paged)}")
         if mine is None:
             continue  # the token may not search this way at all
         found = [r for page in mine for r in resources(page)]
         assert len(found) == len(keys(found)), "a resource repeats across pages"
         expected = {k for k in whole if await check.reads(k)}
         assert keys(found) == expected, (type_, params)
-        for extra in (("_total", "accurate"), ("_summary", "count")):
-            r = await client.get(f"/{type_}", params=[*params, extra], headers=net.who[name])
-            assert r.status_code == 200 and r.json()["total"] == len(expected), (extra, r.text)
+        assert mine[0]["total"] == len(expected), (type_, params, mine[0]["total"])
+        r = await client.get(f"/{type_}", params=[*params, ("_summary", "count")],
+                             headers=net.who[name])
+        assert r.status_code == 200 and r.json()["total"] == len(expected), r.text
     for type_, params in _revealing(net):
         found = await check.pages(f"/{type_}?{urlencode([*params, ('_count', '3')])}")
         for page in found or ():
@@ -268,7 +275,7 @@ async def test_every_search_feature_agrees_with_a_read_by_id(
         found = await check.pages(f"{path}?{urlencode({'_since': net.since, '_count': '50'})}")
         for page in found or ():
             await check.sound(resources(page), path)
-    for key in sorted(check.readable):
+    for key in sorted(k for k in check.readable if k.startswith(("Observation/", "Patient/"))):
         history = await check.pages(f"/{key}/_history")
         assert (history is not None) is check.readable[key], key
     urls = [f"{t}?{urlencode(p)}" for t, p in _plain(net) + _revealing(net)]
