@@ -267,7 +267,7 @@ async def history(conn: AsyncConnection, *, type_: str | None, id_: str | None,
     if id_ is not None and type_ is not None:
         rid = (await conn.execute(sa.select(resource.c.rid).where(
             resource.c.type == type_, resource.c.id == check_id(id_),
-            *conditions(visible, resource, type_)))).scalar_one_or_none()
+            *conditions(visible, resource, type_, read=True)))).scalar_one_or_none()
         if rid is None:
             raise NotFound(f"{type_}/{id_} is not known.")
         stmt = stmt.where(h.c.rid == rid)
@@ -277,7 +277,7 @@ async def history(conn: AsyncConnection, *, type_: str | None, id_: str | None,
         if visible is not None:
             current = resource.alias()
             stmt = stmt.join_from(h, current, current.c.rid == h.c.rid).where(
-                visible(current, type_))
+                *conditions(visible, current, type_, read=True))
     if since is not None:
         stmt = stmt.where(h.c.last_updated >= since)
     if before is not None:
