@@ -111,6 +111,15 @@ def _numbers(value: Any) -> Iterator[float]:
         yield float(value)
 
 
+def _positions(value: Any) -> Iterator[tuple[float, float]]:
+    """(latitude, longitude) of a Location.position (WGS84 decimal degrees)."""
+    if isinstance(value, dict):
+        lat, lon = value.get("latitude"), value.get("longitude")
+        if all(isinstance(v, (int, float, Decimal)) and not isinstance(v, bool)
+               for v in (lat, lon)):
+            yield float(lat), float(lon)
+
+
 def _cut(text: str | None, size: int) -> str | None:
     return text[:size] if text is not None else None
 
@@ -186,7 +195,8 @@ def _composite_rows(code: str, sp: SearchParam, resource: dict[str, Any]) -> Ite
 def extract(resource: dict[str, Any], reg: Registry) -> dict[str, list[Row]]:
     """Index rows per parameter type: ``{"token": [(param, system, code, text), ...], ...}``."""
     rows: dict[str, list[Row]] = {t: [] for t in ("token", "string", "date", "reference",
-                                                   "quantity", "uri", "number", "composite")}
+                                                   "quantity", "uri", "number", "composite",
+                                                   "position")}
     for code, sp in reg.for_type(resource["resourceType"]).items():
         seen: set[Row] = set()
         if sp.type == "composite":
@@ -197,6 +207,12 @@ def extract(resource: dict[str, Any], reg: Registry) -> dict[str, list[Row]]:
             continue
         values = [v for v, _ in sp.evaluate(resource)]
         if not values:
+            continue
+        if sp.type == "special":  # Location.near: the position table (fhir/search/near.py)
+            for row in ((code, lat, lon) for v in values for lat, lon in _positions(v)):
+                if row not in seen:
+                    seen.add(row)
+                    rows["position"].append(row)
             continue
         out = rows[sp.type]
         for value in values:

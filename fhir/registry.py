@@ -30,6 +30,8 @@ TABLE_PARAMS = {"_id": "token", "_lastUpdated": "date"}
 NOT_STORED = {"OperationOutcome", "Parameters"}
 INDEXED_TYPES = ("token", "string", "date", "reference", "quantity", "uri", "number",
                  "composite")
+# Special parameters the index holds (fhir/search/near.py): Location.near, a position.
+SPECIAL = {"http://hl7.org/fhir/SearchParameter/Location-near"}
 # The component types the sp_composite table holds: first component, second component.
 COMPOSITE_FIRST = ("token", "reference")
 COMPOSITE_SECOND = ("token", "quantity", "date", "string", "number")
@@ -126,7 +128,8 @@ def registry() -> Registry:
     types = {sp["url"]: sp["type"] for sp in entries}
     for sp in entries:
         expression = sp.get("expression")
-        if sp["type"] not in INDEXED_TYPES or not expression or sp["code"] in TABLE_PARAMS:
+        indexed = sp["type"] in INDEXED_TYPES or sp["url"] in SPECIAL
+        if not indexed or not expression or sp["code"] in TABLE_PARAMS:
             continue
         components: tuple[Component, ...] = ()
         if sp["type"] == "composite":

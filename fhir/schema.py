@@ -136,6 +136,16 @@ sp_composite = _index_table(
     lookup=("a_code", "a_system"),
 )
 
+# Positions (Location.position, WGS84 degrees) for the special parameter `near`
+# (https://hl7.org/fhir/R4/location.html#positional; fhir/search/near.py): the lookup index
+# answers the bounding box, the exact haversine distance is computed on the rows inside it.
+sp_position = _index_table(
+    "position",
+    sa.Column("lat", sa.Float(precision=53), nullable=False),
+    sa.Column("lon", sa.Float(precision=53), nullable=False),
+    lookup=("lat", "lon"),
+)
+
 INDEX_TABLES: dict[str, sa.Table] = {
     "token": sp_token,
     "string": sp_string,
@@ -145,4 +155,5 @@ INDEX_TABLES: dict[str, sa.Table] = {
     "uri": sp_uri,
     "number": sp_number,
     "composite": sp_composite,
+    "position": sp_position,
 }

@@ -18,6 +18,7 @@ from fhir.dates import MAX_TIME, MIN_TIME
 from fhir.errors import BadRequest
 from fhir.registry import registry
 from fhir.schema import INDEX_TABLES
+from fhir.search import near
 
 Cursor = list[Any]  # [sort value, ..., row id]
 
@@ -38,6 +39,7 @@ class SortKey:
     param: str
     type: str
     descending: bool
+    point: near.Point | None = None  # `_sort=near`: distance from the search's near point
 
 
 def sort_keys(type_: str, value: str) -> list[SortKey]:
@@ -51,6 +53,9 @@ def sort_keys(type_: str, value: str) -> list[SortKey]:
             keys.append(SortKey(code, code, descending))
             continue
         sp = registry().get(type_, code)
+        if sp is not None and sp.type == "special":  # near: the point comes with the search
+            keys.append(SortKey(code, "near", descending))
+            continue
         if sp is None or sp.type not in _SORT_COLUMN:
             raise BadRequest(f"_sort: '{code}' is not a sortable search parameter of {type_}.")
         keys.append(SortKey(code, sp.type, descending))
@@ -79,6 +84,13 @@ def key_expression(key: SortKey, row: Any, position: int = 0) -> Any:
         return row.c.id
     if key.type == "_lastUpdated":
         return row.c.last_updated
+    if key.type == "near":
+        if key.point is None:
+            raise BadRequest(f"_sort={key.param} sorts by distance from the point of a "
+                             f"'{key.param}' parameter, and this search has none.")
+        distance = near.sort_expression(_sort_alias("position", position), row, key.param,
+                                        key.point)
+        return sa.func.coalesce(distance, -1.0 if key.descending else near.MAX_KM * 2)
     low_col, high_col, missing_asc, missing_desc = _SORT_COLUMN[key.type]
     table = _sort_alias(key.type, position)
     column = table.c[high_col] if key.descending else table.c[low_col]
@@ -116,7 +128,7 @@ def after(keys: list[SortKey], exprs: list[Any], row: Any, cursor: Cursor,
 
 def _cursor_value(key: SortKey, value: Any) -> Any:
     """A cursor's sort value checked against its key: a forged cursor is a 400, not a 500."""
-    if key.type in ("date", "number", "quantity", "_lastUpdated"):
+    if key.type in ("date", "number", "quantity", "_lastUpdated", "near"):
         if isinstance(value, (int, float)) and not isinstance(value, bool) \
                 and abs(value) <= 1e308:  # the sort's own stand-in for a missing number
             return float(value)

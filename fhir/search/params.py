@@ -7,6 +7,7 @@ EXISTS sub-queries through the reference index, to a bounded depth.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +19,7 @@ from fhir import guard
 from fhir.errors import BadRequest
 from fhir.registry import SearchParam, registry
 from fhir.schema import INDEX_TABLES, resource
-from fhir.search import paging
+from fhir.search import near, paging
 from fhir.search.aliases import alias, numbering
 from fhir.search.predicates import BUILDERS, date_condition, exists, no_modifier
 from fhir.search.values import split_values
@@ -123,7 +124,20 @@ def _parse(type_: str, params: list[tuple[str, str]], lenient: bool,
                              "(name:[type].x).")
         query.conditions.append(condition)
         query.accepted.append((raw_name, raw_value))
+    near_sort(query)
     return query
+
+
+def near_sort(query: SearchQuery) -> None:
+    """Give `_sort=near` its point, the search's own `near` (the first value); a search with
+    `near` and no `_sort` is ordered by distance (fhir/search/near.py says why)."""
+    points = [v for k, v in query.accepted if k == "near" and query.type == "Location"]
+    if points and not query.sort:
+        query.sort = [paging.SortKey("near", "near", False)]
+    if points and any(k.type == "near" for k in query.sort):
+        point = near.parse("near", points[0].split(",")[0])
+        query.sort = [dataclasses.replace(k, point=point) if k.type == "near" else k
+                      for k in query.sort]
 
 
 def _bound_values(condition: Any) -> int:

@@ -20,6 +20,7 @@ from fhir.index import normalise
 from fhir.registry import SearchParam
 from fhir.schema import INDEX_TABLES
 from fhir.search.aliases import alias
+from fhir.search.near import near
 from fhir.search.values import like_escape, split_prefix, split_unescaped
 
 Builder = Callable[[Any, SearchParam, str | None, list[str]], Any]
@@ -328,4 +329,5 @@ def composite(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]
 BUILDERS: dict[str, Builder] = {
     "token": token, "string": string, "date": date, "reference": reference,
     "number": number, "quantity": quantity, "uri": uri, "composite": composite,
+    "special": near,  # Location.near only (fhir/search/near.py)
 }

@@ -11,7 +11,8 @@ from tests.api.support import BASE
 
 SAMPLE = {"token": "x", "string": "x", "date": "2000", "reference": "Patient/x",
           "quantity": "5", "number": "5", "uri": "http://example.org/x",
-          "composite": "x$2000"}  # 2000: a valid token, quantity, date, string and number
+          "composite": "x$2000",  # 2000: a valid token, quantity, date, string and number
+          "special": "51.5|-0.12|10|km"}  # Location.near, the only special one indexed
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,7 @@ async def test_search_params_listed(capability: dict[str, Any]) -> None:
     assert "chromosome-variant-coordinate" not in params(capability, "MolecularSequence")
     assert params(capability, "RiskAssessment")["probability"] == "number"
     assert params(capability, "ValueSet")["url"] == "uri"
+    assert params(capability, "Location")["near"] == "special"
     for entry in capability["rest"][0]["resource"]:
         for p in entry["searchParam"]:
             assert p["type"] in SAMPLE, p
@@ -89,7 +91,7 @@ async def test_search_params_listed(capability: dict[str, Any]) -> None:
 async def test_every_listed_search_param_is_accepted(client: httpx.AsyncClient,
                                                      capability: dict[str, Any]) -> None:
     for type_ in ("Patient", "Observation", "CarePlan", "Condition", "Encounter",
-                  "RiskAssessment", "Task"):
+                  "RiskAssessment", "Task", "Location"):
         for name, kind in params(capability, type_).items():
             r = await client.get(f"/{type_}", params={name: SAMPLE[kind], "_count": "0"})
             assert r.status_code == 200, (type_, name, r.text)
