@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from api.synthetic import care, clinical, encounters, planning
+from api.synthetic.directory import build_directory
 from api.synthetic.ids import nhs_numbers
 from api.synthetic.network import Network, build_network
 from api.synthetic.people import address, birth_date, patient
@@ -60,6 +61,8 @@ def patient_records(network: Network, n_patients: int, as_of: date, *,
 def generate(seed: int, n_patients: int, as_of: date) -> tuple[Network, Iterator[Record]]:
     """The network's organisations and staff, and a lazy stream of its patients' records."""
     network = build_network(seed, n_patients)
+    network.directory = build_directory(network, n_patients, as_of)
+    network.resources.extend(network.directory.resources)
     return network, patient_records(network, n_patients, as_of)
 
 

@@ -68,6 +68,7 @@ class Network:
     staff: dict[str, list[Staff]]
     resources: list[dict[str, Any]]
     cumulative: list[float]
+    directory: Any = None  # api.synthetic.directory.Directory, once generate() adds it
 
     def practice_for(self, rng: random.Random) -> Practice:
         x = rng.random() * self.cumulative[-1]
