@@ -338,7 +338,8 @@ def index_rows(body: dict[str, Any]) -> tuple[Rows, str | None]:
     refs = list(dict.fromkeys(refs))  # each row once, the first (as extract keeps them)
     rows: Rows = {"token": list(dict.fromkeys(tokens)), "string": list(dict.fromkeys(strings)),
                   "date": [("date", *span) for span in _dates(body["recorded"])],
-                  "reference": refs, "quantity": [], "uri": [], "number": [], "composite": []}
+                  "reference": refs, "quantity": [], "uri": [], "number": [], "composite": [],
+                  "position": []}
     return rows, compartment_patient(body, registry(), refs)
 
 

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 
 from consent import consents, labels, relationships, roles
 from consent.principals import AccessContext, Kind, PatientFacts, Relationship
+from consent.scope_rules import DIRECTORY_WHEN_UNOWNED, record_type
 from fhir.registry import registry
 
 READS = frozenset({"read", "vread", "search", "history"})
@@ -80,7 +81,7 @@ def _deny(reason: str) -> Decision:
 
 
 def _in_compartment(resource_type: str) -> bool:
-    return resource_type in registry().compartment
+    return record_type(resource_type)
 
 
 def decide(ctx: AccessContext, interaction: str, resource_type: str,
@@ -189,7 +190,7 @@ def _directory(row: Any, resource_type: str | None) -> Any:
     """SQL: the row is of a type that is never part of a patient's record."""
     if resource_type is not None:
         return sa.false() if _in_compartment(resource_type) else sa.true()
-    return row.c.type.not_in(sorted(registry().compartment))
+    return row.c.type.not_in(sorted(set(registry().compartment) - DIRECTORY_WHEN_UNOWNED))
 
 
 def _reached(ctx: AccessContext, row: Any, key: str, kinds: tuple[Relationship, ...]) -> Any:

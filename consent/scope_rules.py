@@ -74,7 +74,7 @@ class ScopeRules:
         verdict = Verdict.NO
         for s in self._for(type_, letter):
             if s.context == "patient" and patient_id != self.launch_patient and (
-                    patient_id is not None or type_ in registry().compartment):
+                    patient_id is not None or record_type(type_)):
                 continue
             if not s.conditions:
                 return Verdict.YES
@@ -110,12 +110,25 @@ class ScopeRules:
         return sa.or_(*ors) if len(ors) > 1 else ors[0]
 
 
+# Types of the Patient compartment that are directory information when they name no patient:
+# a Schedule is a patient's only when its actor is one; a service's or clinician's diary is
+# what patients search for a free slot (https://hl7.org/fhir/R4/schedule.html).
+DIRECTORY_WHEN_UNOWNED = frozenset({"Schedule"})
+
+
+def record_type(type_: str) -> bool:
+    """Whether a resource of `type_` that belongs to no patient is still not directory
+    information (a type of the Patient compartment, bar DIRECTORY_WHEN_UNOWNED)."""
+    return type_ in registry().compartment and type_ not in DIRECTORY_WHEN_UNOWNED
+
+
 def _directory(row: Any, type_: str | None) -> Any:
     """SQL: the row is of a type that is never part of a patient's record (what `patient/`
-    scopes read beside the patient's own: their practice, their medicines' definitions)."""
+    scopes read beside the patient's own: their practice, their medicines' definitions),
+    on rows that belong to no patient."""
     if type_ is not None:
-        return sa.false() if type_ in registry().compartment else sa.true()
-    return row.c.type.not_in(sorted(registry().compartment))
+        return sa.false() if record_type(type_) else sa.true()
+    return row.c.type.not_in(sorted(set(registry().compartment) - DIRECTORY_WHEN_UNOWNED))
 
 
 def _matches(scope: ResourceScope, row: Any, type_: str | None) -> Any:

@@ -79,14 +79,14 @@ def test_pharmacist_reads_medicines_allergies_conditions_and_writes_medicines() 
 def test_admin_reads_demographics_and_the_directory_only() -> None:
     assert roles.readable(who("admin")) == {
         "Patient", "RelatedPerson", "Practitioner", "PractitionerRole", "Organization",
-        "Location", "HealthcareService"}
+        "Location", "HealthcareService", "Schedule", "Slot"}
 
 
 @pytest.mark.parametrize("column", ["patient", "carer"])
 def test_patients_and_carers_write_only_patient_contributed_types(column: str) -> None:
     writable = roles.table().types(column, roles.WRITE)
     assert writable <= {"Observation", "Goal", "QuestionnaireResponse", "Communication",
-                        "Consent"}
+                        "Consent", "Appointment"}  # Appointment: booking their own
 
 
 def test_audit_is_read_by_privacy_officers_and_patients_only() -> None:

@@ -1,0 +1,1 @@
+"""Booking network services: slots taken atomically, requests, referrals (README)."""
