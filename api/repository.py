@@ -35,7 +35,7 @@ from fhir import bundles, interactions, search, transaction
 from fhir import guard as fhir_guard
 from fhir.db import Database
 from fhir.interactions import Result
-from fhir.operations import everything
+from fhir.operations import everything, find_slots
 from fhir.search import compartment
 from fhir.store import Stored
 
@@ -149,6 +149,15 @@ class Repository(RequestGuard):
                     yield chunk
 
         return body()
+
+    async def find_slots(self, params: list[tuple[str, str]]
+                         ) -> tuple[search.Page, search.SearchQuery]:
+        """Slot/$find (fhir/operations/find_slots.py): free slots, their diaries and places."""
+        query = find_slots.parse(params, visible=self.visible)
+        for type_ in ("Slot", "Schedule"):
+            self.access.scope_context(type_, "search")
+        async with self.reading(search=True) as conn:
+            return await find_slots.run(conn, query), query.search_query()
 
     # ---- writes and Bundles --------------------------------------------------------------
 

@@ -13,10 +13,11 @@ made before it), starts the server on the copy and PUTs the directory of the sam
 network (Locations, HealthcareServices, Organizations, staff, Schedules, Slots) through the
 API as transaction Bundles, then ANALYZE. `run` starts the server (`--workers`) on the copy,
 then as a patient of the network:
-- slot finding: `Slot?status=free&start=ge..&start=lt..&schedule.actor:HealthcareService.
-  service-type=..&schedule.actor:Location.near=lat|lon|10|km&_sort=start&_count=10` for a
-  random service type, week and postcode district, one request at a time (latency as a person
-  typing sees it), then from `--clients` concurrent clients (throughput);
+- slot finding: the chained search `Slot?status=free&start=ge..&start=lt..&schedule.actor:
+  HealthcareService.service-type=..&schedule.actor:Location.near=lat|lon|10|km&_sort=start
+  &_count=10` (`--chain-requests`) and the same question as `Slot/$find` (`--requests`), for
+  a random service type, week and postcode district, one request at a time (latency as a
+  person typing sees it), then $find from `--clients` concurrent clients (throughput);
 - booking: `--bookings` distinct free slots booked by `--clients` concurrent clients
   (the network's backend service books, so one token serves all patients);
 - contention: 50 concurrent bookings of one free slot (exactly one must succeed).
@@ -149,6 +150,17 @@ async def _facts(db: str) -> tuple[str, date, list[tuple[float, float]], list[st
     return patient, date.fromisoformat(first[:10]), positions, free
 
 
+def find_query(rng: random.Random, first: date, positions: list[tuple[float, float]]
+               ) -> list[tuple[str, str]]:
+    """Slot/$find: the same question as `slot_query`."""
+    day = first + timedelta(days=rng.randrange(14))
+    lat, lon = rng.choice(positions)
+    return [("service-type", f"{SERVICE}|{rng.choice(TYPES)}"), ("start", day.isoformat()),
+            ("end", (day + timedelta(days=7)).isoformat()),
+            ("near", f"{lat + rng.uniform(-0.02, 0.02):.5f}|{lon + rng.uniform(-0.02, 0.02):.5f}"
+                     "|10|km"), ("_count", "10")]
+
+
 def slot_query(rng: random.Random, first: date, positions: list[tuple[float, float]]
                ) -> list[tuple[str, str]]:
     day = first + timedelta(days=rng.randrange(14))
@@ -176,26 +188,30 @@ async def run(args: argparse.Namespace) -> None:
         base = f"http://127.0.0.1:{args.port}/fhir"
         limits = httpx.Limits(max_connections=args.clients + 60)
         async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-            for _ in range(20):  # warm up
-                await client.get("/Slot", params=slot_query(rng, first, positions),
-                                 headers=as_patient)
-            latencies, found = [], []
-            for _ in range(args.requests):
-                params = slot_query(rng, first, positions)
-                t = time.perf_counter()
-                r = await client.get("/Slot", params=params, headers=as_patient)
-                latencies.append(1000 * (time.perf_counter() - t))
-                if r.status_code != 200:
-                    raise SystemExit(f"slot search failed: {r.status_code} {r.text[:300]}")
-                found.append(len(r.json().get("entry", ())))
-            result["find_sequential_ms"] = percentiles(latencies)
-            result["find_mean_results"] = round(statistics.fmean(found), 1)
+            for path, make, n, key in (("/Slot", slot_query, args.chain_requests, "search"),
+                                       ("/Slot/$find", find_query, args.requests, "find")):
+                for _ in range(10):  # warm up
+                    await client.get(path, params=make(rng, first, positions),
+                                     headers=as_patient)
+                latencies, found = [], []
+                for _ in range(n):
+                    params = make(rng, first, positions)
+                    t = time.perf_counter()
+                    r = await client.get(path, params=params, headers=as_patient)
+                    latencies.append(1000 * (time.perf_counter() - t))
+                    if r.status_code != 200:
+                        raise SystemExit(f"{path} failed: {r.status_code} {r.text[:300]}")
+                    found.append(sum(e["search"]["mode"] == "match"
+                                     for e in r.json().get("entry", ())))
+                result[f"{key}_sequential_ms"] = percentiles(latencies)
+                result[f"{key}_mean_results"] = round(statistics.fmean(found), 1)
 
             async def finder(n: int, out: list[float]) -> None:
                 local = random.Random(n)
                 for _ in range(args.requests // args.clients):
                     t = time.perf_counter()
-                    r = await client.get("/Slot", params=slot_query(local, first, positions),
+                    r = await client.get("/Slot/$find",
+                                         params=find_query(local, first, positions),
                                          headers=as_patient)
                     out.append(1000 * (time.perf_counter() - t))
                     assert r.status_code == 200, r.text[:300]
@@ -240,13 +256,17 @@ async def run(args: argparse.Namespace) -> None:
         stop_server(proc)
     f, c, b, k = (result["find_sequential_ms"], result["find_concurrent"], result["booking"],
                   result["contention"])
+    g = result["search_sequential_ms"]
     table = (f"## directory and booking on {args.db}\n\n- machine: {machine()} (shared with "
              f"other engineers' work: figures are noisy)\n- server: {args.workers} worker(s)\n\n"
              "| measure | p50 ms | p95 ms | p99 ms | max ms | rate |\n"
              "|---|---:|---:|---:|---:|---:|\n"
-             f"| slot finding, one at a time ({args.requests}) | {f['p50']} | {f['p95']} | "
+             f"| chained Slot search, one at a time ({args.chain_requests}) | {g['p50']} | "
+             f"{g['p95']} | {g['p99']} | {g['max']} | mean {result['search_mean_results']} "
+             "slots found |\n"
+             f"| Slot/$find, one at a time ({args.requests}) | {f['p50']} | {f['p95']} | "
              f"{f['p99']} | {f['max']} | mean {result['find_mean_results']} slots found |\n"
-             f"| slot finding, {args.clients} clients | {c['p50']} | {c['p95']} | {c['p99']} | "
+             f"| Slot/$find, {args.clients} clients | {c['p50']} | {c['p95']} | {c['p99']} | "
              f"{c['max']} | {c['per_s']} searches/s |\n"
              f"| booking distinct slots, {args.clients} clients | | | | | {b['per_s']} "
              f"bookings/s ({b['statuses']}) |\n"
@@ -281,6 +301,7 @@ def main() -> None:
     r.add_argument("--workers", type=int, default=1)
     r.add_argument("--clients", type=int, default=8)
     r.add_argument("--requests", type=int, default=400)
+    r.add_argument("--chain-requests", type=int, default=100)
     r.add_argument("--bookings", type=int, default=300)
     args = parser.parse_args()
     asyncio.run(prepare(args) if args.command == "prepare" else run(args))

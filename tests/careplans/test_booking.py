@@ -323,3 +323,50 @@ async def test_fifty_concurrent_bookings_of_one_slot(client: httpx.AsyncClient,
     assert await slot_status(client, slot) == "busy"
     found = await client.get("/Appointment", params={"slot": f"Slot/{slot}"})
     assert [e["resource"]["id"] for e in found.json()["entry"]] == [winner["id"]]
+
+
+async def test_find_operation(client: httpx.AsyncClient, net: SimpleNamespace) -> None:
+    ask = {"service-type": f"{SERVICE}|medication-review,{SERVICE}|frailty-clinic",
+           "near": "52|-1|10|km", "start": "2030-01-07", "end": "2030-01-10", "_count": "10"}
+    r = await client.get("/Slot/$find", params=ask, headers=net.as_patient)
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    matches = [e["resource"]["id"] for e in bundle["entry"] if e["search"]["mode"] == "match"]
+    mine = net.review.slots + net.frailty.slots
+    # soonest first, the 10th (a slot starting on the 10th) outside the range
+    assert [i for i in matches if i in mine] == [net.review.slots[0], net.review.slots[1],
+                                                 net.frailty.slots[0], net.review.slots[2]]
+    included = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle["entry"]
+                if e["search"]["mode"] == "include"}
+    assert {("Schedule", net.review.schedule), ("HealthcareService", net.review.service),
+            ("Location", net.review.location),
+            ("PractitionerRole", net.pharmacist_role)} <= included
+    # 5 km: the frailty clinic only; one service type: only its slots
+    r = await client.get("/Slot/$find", params={**ask, "near": "52|-1|5|km"},
+                         headers=net.as_patient)
+    assert [e["resource"]["id"] for e in r.json()["entry"] if e["search"]["mode"] == "match"
+            and e["resource"]["id"] in mine] == [net.frailty.slots[0]]
+    one = {**ask, "service-type": f"{SERVICE}|frailty-clinic"}
+    r = await client.get("/Slot/$find", params=one, headers=net.as_patient)
+    assert [e["resource"]["id"] for e in r.json()["entry"] if e["search"]["mode"] == "match"
+            and e["resource"]["id"] in mine] == [net.frailty.slots[0]]
+    # a booked slot is no longer offered
+    await client.post("/Appointment", json=appointment(net.patient, net.review.slots[0]),
+                      headers=net.as_patient)
+    r = await client.get("/Slot/$find", params=ask, headers=net.as_patient)
+    assert net.review.slots[0] not in [e["resource"]["id"] for e in r.json()["entry"]]
+    assert "Slot/$find?" in r.json()["link"][0]["url"]
+
+
+@pytest.mark.parametrize(("params", "says"), [
+    ({"colour": "blue"}, "does not take 'colour'"),
+    ({"near": "52|-1|5|furlongs"}, "unknown units"),
+    ({"start": "2030-01-10", "end": "2030-01-07"}, "'end' must be after 'start'"),
+    ({"start": "2030-01-01", "end": "2031-01-01"}, "at most 92 days"),
+    ({"start": "soon"}, "'start'"),
+    ({"_count": "0"}, "_count"),
+    ({"near": "1|2", "_count": "5", "start": "2030-01-01"} | {"end": ""}, "'end' is empty"),
+])
+async def test_find_refuses_bad_questions(client: httpx.AsyncClient, params: dict[str, str],
+                                          says: str) -> None:
+    outcome(await client.get("/Slot/$find", params=params), 400, says)
