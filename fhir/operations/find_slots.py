@@ -124,21 +124,30 @@ async def run(conn: AsyncConnection, query: FindQuery) -> execute.Page:
                                             limit=MAX_SCHEDULES, visible=query.visible)
         if not schedules:
             return execute.Page([], [], 0, None)
+    # Driven from the diaries' slots (the reference index) or, without diaries, from the
+    # slots' start dates; the start of each slot is read by its row id (a correlated
+    # sub-select), so no plan can join every start date against every slot (estimates of
+    # freshly written rows are often far off).
     ref = INDEX_TABLES["reference"].alias("find_ref")
-    start = INDEX_TABLES["date"].alias("find_start")
+    dates = INDEX_TABLES["date"].alias("find_start")
     slot = resource
+    start = (sa.select(sa.func.min(dates.c.lo))
+             .where(dates.c.rid == slot.c.rid, dates.c.param == "start").scalar_subquery())
     where = [slot.c.type == "Slot", slot.c.deleted.is_(False),
-             start.c.param == "start", start.c.lo >= query.start, start.c.lo < query.end,
              slot.c.content["status"].as_string() == "free",
+             start >= query.start, start < query.end,
              *conditions(query.visible, slot, "Slot")]
-    source: Any = slot.join(start, start.c.rid == slot.c.rid)
     if schedules is not None:
-        source = source.join(ref, ref.c.rid == slot.c.rid)
+        source: Any = ref.join(slot, slot.c.rid == ref.c.rid)
         where += [ref.c.param == "schedule", ref.c.target_type == "Schedule",
                   ref.c.target_id.in_(schedules)]
+    else:
+        source = slot
+        where.append(slot.c.rid.in_(sa.select(dates.c.rid).where(
+            dates.c.param == "start", dates.c.lo >= query.start, dates.c.lo < query.end)))
     stmt = (sa.select(slot.c.rid, slot.c.type, slot.c.id, slot.c.content)
             .select_from(source).where(*where)
-            .order_by(start.c.lo, slot.c.rid).limit(query.count))
+            .order_by(start, slot.c.rid).limit(query.count))
     matches = [tuple(r) for r in await sql.fetch_all(conn, stmt)]
     included = await include.collect(conn, query.search_query(), matches)  # type: ignore[arg-type]
     return execute.Page(matches, included, None, None)  # type: ignore[arg-type]
