@@ -370,3 +370,10 @@ async def test_find_operation(client: httpx.AsyncClient, net: SimpleNamespace) -
 async def test_find_refuses_bad_questions(client: httpx.AsyncClient, params: dict[str, str],
                                           says: str) -> None:
     outcome(await client.get("/Slot/$find", params=params), 400, says)
+
+
+async def test_capability_names_the_find_operation(client: httpx.AsyncClient) -> None:
+    r = await client.get("/metadata")
+    slot = next(e for e in r.json()["rest"][0]["resource"] if e["type"] == "Slot")
+    assert {"name": "find", "definition": "https://carenet.invalid/fhir/OperationDefinition/"
+            "find-slots"} in slot["operation"]
