@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
+import web
 from api import errors, oauth
 from api.audit import AuditTrail
 from api.fastpath import FastRead
@@ -61,4 +62,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Order matters: fixed paths (metadata, _history, _search) before [type]/[id].
     for routes in (system.router, search.router, record.router):
         app.include_router(routes, prefix=FHIR_PREFIX, dependencies=[Depends(check_accept)])
+    web.install(app)  # the people's pages (/portal/...): clients of the FHIR API above
     return app
