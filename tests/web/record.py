@@ -57,6 +57,13 @@ async def build(client: httpx.AsyncClient) -> SimpleNamespace:
     n.org = await make(client, {"resourceType": "Organization", "name": f"Oak Surgery {tag}"})
     n.gp = await make(client, {"resourceType": "Practitioner",
                                "name": [{"prefix": ["Dr"], "family": "Gee"}]})
+    n.elm = await make(client, {"resourceType": "Organization", "name": f"Elm Practice {tag}"})
+    n.other_gp = await make(client, {"resourceType": "Practitioner",
+                                     "name": [{"prefix": ["Dr"], "family": "Else"}]})
+    await make(client, {"resourceType": "PractitionerRole",
+                        "practitioner": ref("Practitioner", n.other_gp),
+                        "organization": ref("Organization", n.elm),
+                        "code": [{"coding": [{"system": SDS, "code": "R0260"}]}]})
     n.gp_role = await make(client, {"resourceType": "PractitionerRole",
                                     "practitioner": ref("Practitioner", n.gp),
                                     "organization": ref("Organization", n.org),
@@ -66,6 +73,11 @@ async def build(client: httpx.AsyncClient) -> SimpleNamespace:
                                 "family": f"Able{tag}"}], "generalPractitioner": practice})
     n.carl = await make(client, {"resourceType": "Patient", "name": [{"given": ["Carl"],
                                  "family": f"Cole{tag}"}], "generalPractitioner": practice})
+    # Beth is a patient of the practice too: she switches between her record and her mum's.
+    n.beth_self = await make(client, {"resourceType": "Patient", "name": [{"given": ["Beth"],
+                                      "family": f"Able{tag}"}], "generalPractitioner": practice})
+    await make(client, {"resourceType": "Condition", "code": {"text": "Hay fever"},
+                        "subject": ref("Patient", n.beth_self)})
     n.beth = await make(client, {"resourceType": "RelatedPerson", "active": True,
                                  "patient": ref("Patient", n.ann),
                                  "name": [{"given": ["Beth"], "family": f"Able{tag}"}]})

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from web import auth, layout
-from web.portal import actions, record
+from web.portal import actions, record, requests
 from web.portal.common import APP
 from web.session_deps import SignedOut, current_session
 
@@ -27,4 +27,5 @@ def router() -> APIRouter:
 
     routes.include_router(record.routes)
     routes.include_router(actions.routes)
+    routes.include_router(requests.routes)
     return routes

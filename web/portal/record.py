@@ -12,7 +12,7 @@ from web.fhir_client import ApiError
 from web.portal import charts
 from web.portal.common import names, page
 from web.portal.words import Names, codes, concept, narrative, observation_value
-from web.session_deps import Visit, visit
+from web.session_deps import Visit, store_of, visit
 
 routes = APIRouter(prefix="/portal")
 Body = dict[str, Any]
@@ -125,7 +125,10 @@ async def care_plan(request: Request) -> Response:
                 goals = await v.fhir.search("Goal", [("_id", ",".join(ids))])
             except ApiError:
                 goals = []
-    return page(v, "care_plan.html", title="My care plan", plan=plan, goals=goals,
+    flash = v.session.data.pop("flash", None)
+    if flash:
+        await store_of(v.request).save(v.session)
+    return page(v, "care_plan.html", title="My care plan", plan=plan, goals=goals, flash=flash,
                 concept=concept, narrative=narrative, errors={}, form={})
 
 
