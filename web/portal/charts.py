@@ -52,9 +52,10 @@ def trend(title: str, unit: str, series: dict[str, list[tuple[str, float]]]) -> 
         parts.append(f'<line x1="{PAD_L}" x2="{WIDTH - PAD_R}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
                      'class="grid"/>')
         parts.append(f'<text x="{PAD_L - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
-    for label, t in (("first", t0), ("last", t1)):
+    ends = (("first", t0), ("last", t1)) if t1 > t0 else (("only", t0),)
+    for label, t in ends:
         day = datetime.fromtimestamp(t).strftime("%d %b %Y")
-        anchor = "start" if label == "first" else "end"
+        anchor = {"first": "start", "last": "end", "only": "middle"}[label]
         parts.append(f'<text x="{x(t):.1f}" y="{HEIGHT - 10}" text-anchor="{anchor}">{day}</text>')
     for (name, values), colour in zip(series.items(), COLOURS, strict=False):
         ordered = sorted((_when(d), v) for d, v in values)

@@ -24,6 +24,13 @@ NAV = (("/portal/", "Home"), ("/portal/record", "My record"), ("/portal/care-pla
        ("/portal/access-log", "Who looked at my record"))
 
 
+def whose(v: Visit) -> str:
+    """How the pages name the person whose record it is, to the person looking."""
+    if not v.carer:
+        return "you"
+    return str(v.identity.get("patient_name") or "the person you care for")
+
+
 async def names(v: Visit) -> None:
     """Fill in, once per session, whose record this is and who is looking."""
     identity = v.identity
@@ -33,9 +40,9 @@ async def names(v: Visit) -> None:
         patient = await v.fhir.read("Patient", v.patient)
         from web.portal.words import name_of
 
-        identity["patient_name"] = name_of(patient) or "the person you care for"
-    except ApiError:
-        identity["patient_name"] = "the person you care for"
+        identity["patient_name"] = name_of(patient)
+    except ApiError:  # a carer whose grant does not cover the Patient resource
+        identity["patient_name"] = ""
     identity["name"] = "You" if not v.carer else "You (carer)"
     await store_of(v.request).save(v.session)
 

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from web.fhir_client import ApiError
 from web.portal import charts
-from web.portal.common import names, page
+from web.portal.common import names, page, whose
 from web.portal.words import Names, codes, concept, narrative, observation_value
 from web.session_deps import Visit, store_of, visit
 
@@ -24,6 +24,14 @@ TRENDS = (
     ("HbA1c", "mmol/mol", {"59261-8", "4548-4", "1003671000000109", "999791000000106"}),
 )
 
+# Plain names of common readings, where the code's display is a laboratory's name for it.
+PLAIN = {"85354-9": "Blood pressure", "55284-4": "Blood pressure", "29463-7": "Weight",
+         "8302-2": "Height", "39156-5": "Body mass index (BMI)", "59261-8": "HbA1c",
+         "4548-4": "HbA1c", "15074-8": "Blood glucose", "8867-4": "Heart rate",
+         "62238-1": "Kidney function (eGFR)", "33914-3": "Kidney function (eGFR)",
+         "718-7": "Haemoglobin", "72166-2": "Smoking status"}
+COMPONENT_NAMES = {"8480-6": "Systolic (top number)", "8462-4": "Diastolic (bottom number)"}
+
 
 async def _search(v: Visit, type_: str, *params: tuple[str, str]) -> list[Body]:
     """What the person may see of one type ([] when the grant does not cover it)."""
@@ -33,6 +41,13 @@ async def _search(v: Visit, type_: str, *params: tuple[str, str]) -> list[Body]:
         if exc.status in (401,):
             raise
         return []
+
+
+def _names(v: Visit) -> Names:
+    """Names of authors, with the signed-in person as "you" and, for a carer, the patient."""
+    who = Names(v.fhir, v.user, "you")
+    who.known.setdefault(f"Patient/{v.patient}", whose(v))
+    return who
 
 
 @routes.get("/")
@@ -52,15 +67,20 @@ async def record(request: Request) -> Response:
     immunisations = await _search(v, "Immunization", ("_count", "100"), ("_sort", "-date"))
     results = await _search(v, "Observation", ("_count", "200"), ("_sort", "-date"))
     documents = await _search(v, "DocumentReference", ("_count", "50"), ("_sort", "-date"))
-    who = Names(v.fhir, v.user, "you")
+    who = _names(v)
     await who.load([*problems, *medicines, *allergies, *immunisations, *results, *documents])
     rows = [{"when": o.get("effectiveDateTime") or (o.get("effectivePeriod") or {}).get("start")
-             or o.get("issued"), "what": concept(o.get("code")), "value": observation_value(o),
+             or o.get("issued"), "what": _plain(o), "value": observation_value(o),
              "who": who.who(o)} for o in results]
     return page(v, "record.html", title="My record", who=who, concept=concept,
                 problems=problems, medicines=medicines, allergies=allergies,
                 immunisations=immunisations, results=rows, documents=documents,
                 charts=_charts(results))
+
+
+def _plain(o: Body) -> str:
+    return next((PLAIN[c] for c in codes(o.get("code")) if c in PLAIN), "") or concept(
+        o.get("code"))
 
 
 def _charts(results: list[Body]) -> list[dict[str, str]]:
@@ -74,7 +94,8 @@ def _charts(results: list[Body]) -> list[dict[str, str]]:
             if o.get("component"):
                 for c in o["component"]:
                     value = (c.get("valueQuantity") or {}).get("value")
-                    name = concept(c.get("code")) or "value"
+                    name = COMPONENT_NAMES.get(next(iter(codes(c.get("code"))), ""), "") or (
+                        concept(c.get("code")) or "value")
                     if isinstance(value, int | float):
                         series.setdefault(name, []).append((when, float(value)))
             elif isinstance((o.get("valueQuantity") or {}).get("value"), int | float):
@@ -104,7 +125,7 @@ async def document(id_: str, request: Request) -> Response:
         attachment = content.get("attachment") or {}
         if attachment.get("data") and str(attachment.get("contentType", "")).startswith("text/"):
             texts.append(base64.b64decode(attachment["data"]).decode("utf-8", "replace"))
-    who = Names(v.fhir, v.user, "you")
+    who = _names(v)
     await who.load([doc])
     return page(v, "document.html", title=doc.get("description") or "Document", doc=doc,
                 texts=texts, who=who, concept=concept)
@@ -125,16 +146,30 @@ async def care_plan(request: Request) -> Response:
                 goals = await v.fhir.search("Goal", [("_id", ",".join(ids))])
             except ApiError:
                 goals = []
+    who = _names(v)
+    if plan:
+        await who.load([{"author": [n["authorReference"] for n in plan.get("note") or ()
+                                    if n.get("authorReference")]}])
     flash = v.session.data.pop("flash", None)
     if flash:
         await store_of(v.request).save(v.session)
     return page(v, "care_plan.html", title="My care plan", plan=plan, goals=goals, flash=flash,
+                who=who,
                 concept=concept, narrative=narrative, errors={}, form={})
 
 
 PURPOSES = {"ETREAT": "in an emergency (break-glass)", "TREAT": "for your care",
             "HOPERAT": "to run the service", "PATRQT": "at your request"}
 ACTIONS = {"C": "added to", "R": "looked at", "U": "changed", "D": "removed", "E": "searched"}
+WORDS = {"Condition": "health problems", "Observation": "results and readings",
+         "MedicationRequest": "medicines", "MedicationStatement": "medicines",
+         "AllergyIntolerance": "allergies", "Immunization": "vaccinations",
+         "DocumentReference": "documents", "CarePlan": "care plan", "Goal": "goals",
+         "Communication": "messages", "Patient": "personal details",
+         "Appointment": "appointments", "Encounter": "visits and admissions",
+         "Procedure": "procedures", "QuestionnaireResponse": "questionnaire answers",
+         "DiagnosticReport": "test reports", "RiskAssessment": "risk assessments",
+         "CareTeam": "care team", "Consent": "sharing choices", "Flag": "alerts"}
 
 
 @routes.get("/access-log")
@@ -148,11 +183,11 @@ async def access_log(request: Request) -> Response:
         if exc.status == 401:
             raise
         events = []
-    who = Names(v.fhir, v.user, "you")
+    who = _names(v)
     users = [{"requester": [a["who"]]} for e in events for a in e.get("agent", ())
              if isinstance(a.get("who"), dict) and a["who"].get("reference")]
     await who.load(users)
-    rows, mine = [], 0
+    rows, mine, systems = [], 0, 0
     for e in events:
         agent = next((a for a in e.get("agent", ()) if a.get("requestor")), None)
         ref = ((agent or {}).get("who") or {}).get("reference", "")
@@ -160,16 +195,21 @@ async def access_log(request: Request) -> Response:
                 i["user"] for i in v.session.data["identities"]}:
             mine += 1
             continue
+        if not ref.startswith(("Practitioner/", "Patient/", "RelatedPerson/")):
+            systems += 1  # the network's own services: loading from practices, jobs
+            continue
         purpose = ((agent or {}).get("purposeOfUse") or [{}])[0]
         code = next(iter(codes(purpose)), "")
         org = next((a["who"].get("reference") for a in e.get("agent", ())
                     if not a.get("requestor") and "PROV" in codes(a.get("type"))), None)
-        what = next((x["what"]["reference"].split("/")[0] for x in e.get("entity", ())
-                     if "4" in codes({"coding": [x.get("role") or {}]})), "your record")
+        type_ = next((x["what"]["reference"].split("/")[0] for x in e.get("entity", ())
+                      if "4" in codes({"coding": [x.get("role") or {}]})), "")
+        what = f"your {WORDS.get(type_, type_.lower())}" if type_ else "your record"
         rows.append({"when": e.get("recorded"), "who": who.of(ref) or ref or "a system",
                      "org": who.of(org) if org else "",
                      "action": ACTIONS.get(e.get("action", ""), "used"),
                      "what": what, "why": PURPOSES.get(code, ""),
                      "reason": purpose.get("text") if code == "ETREAT" else "",
                      "break_glass": code == "ETREAT", "ok": e.get("outcome") == "0"})
-    return page(v, "access_log.html", title="Who looked at my record", rows=rows, mine=mine)
+    return page(v, "access_log.html", title="Who looked at my record", rows=rows, mine=mine,
+                systems=systems)

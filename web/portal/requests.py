@@ -71,7 +71,7 @@ async def _conversations(v: Visit) -> tuple[list[Body], dict[str, list[Body]], N
         if exc.status == 401:
             raise
         found = []
-    who = Names(v.fhir, v.user, "you")
+    who = Names(v.fhir, v.user, "You")
     await who.load(found)
     replies: dict[str, list[Body]] = {}
     for c in found:

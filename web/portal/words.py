@@ -143,20 +143,25 @@ def narrative(div: str | None) -> list[tuple[str, str]]:
     blocks: list[tuple[str, str]] = []
 
     class Reader(HTMLParser):
-        kind, words = "para", [""]
+        kind, words, hidden = "para", [""], 0
 
         def handle_starttag(self, tag: str, attrs: Any) -> None:
+            if tag in ("script", "style"):
+                self.hidden += 1
             if tag in ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "tr", "div", "br"):
                 self.flush()
                 self.kind = ("heading" if tag[0] == "h" and tag[1:].isdigit()
                              else "item" if tag == "li" else "para")
 
         def handle_endtag(self, tag: str) -> None:
+            if tag in ("script", "style"):
+                self.hidden = max(0, self.hidden - 1)
             if tag in ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "tr", "div"):
                 self.flush()
 
         def handle_data(self, data: str) -> None:
-            self.words.append(data)
+            if not self.hidden:
+                self.words.append(data)
 
         def flush(self) -> None:
             text = " ".join("".join(self.words).split())
