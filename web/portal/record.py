@@ -29,7 +29,9 @@ PLAIN = {"85354-9": "Blood pressure", "55284-4": "Blood pressure", "29463-7": "W
          "8302-2": "Height", "39156-5": "Body mass index (BMI)", "59261-8": "HbA1c",
          "4548-4": "HbA1c", "15074-8": "Blood glucose", "8867-4": "Heart rate",
          "62238-1": "Kidney function (eGFR)", "33914-3": "Kidney function (eGFR)",
-         "718-7": "Haemoglobin", "72166-2": "Smoking status"}
+         "718-7": "Haemoglobin", "72166-2": "Smoking status",
+         "1011481000000105": "Kidney function (eGFR)", "1022431000000105": "Haemoglobin",
+         "725594005": "Barthel index (daily activities)", "713636003": "Frailty index"}
 COMPONENT_NAMES = {"8480-6": "Systolic (top number)", "8462-4": "Diastolic (bottom number)"}
 
 
@@ -182,7 +184,9 @@ async def access_log(request: Request) -> Response:
     except ApiError as exc:
         if exc.status == 401:
             raise
-        events = []
+        # Carers never read the access log (consent/data/role-access.csv): only the patient.
+        return page(v, "access_log.html", title="Who looked at my record", rows=[], mine=0,
+                    systems=0, refused=True)
     who = _names(v)
     users = [{"requester": [a["who"]]} for e in events for a in e.get("agent", ())
              if isinstance(a.get("who"), dict) and a["who"].get("reference")]
@@ -212,4 +216,4 @@ async def access_log(request: Request) -> Response:
                      "reason": purpose.get("text") if code == "ETREAT" else "",
                      "break_glass": code == "ETREAT", "ok": e.get("outcome") == "0"})
     return page(v, "access_log.html", title="Who looked at my record", rows=rows, mine=mine,
-                systems=systems)
+                systems=systems, refused=False)
