@@ -120,3 +120,24 @@ async def test_the_pages_take_the_patient_from_the_session_never_the_url(
                                                         "csrf_token": token})
         assert r.status_code == 404
         assert await _count(app, "Task", people.carl) == before
+
+
+async def test_the_session_id_changes_at_sign_in_and_a_forged_callback_signs_no_one_in(
+        app: Any, people: SimpleNamespace) -> None:
+    async with pages_client(app) as browser:
+        r = await browser.get("/portal/sign-in")
+        before = browser.cookies["carenet_session"]
+        r = await browser.get("/portal/callback", params={"code": "stolen", "state": "guess"})
+        assert r.status_code == 400 and "Start again" in r.text
+        assert (await browser.get("/portal/record")).headers["location"] == "/portal/start"
+        await sign_in(browser, f"Patient/{people.ann}")
+        assert browser.cookies["carenet_session"] != before  # no session fixation
+
+
+async def test_the_cookie_is_secure_when_the_server_is_served_over_https(
+        app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app.state.settings, "base_url", "https://127.0.0.1/fhir")
+    async with pages_client(app) as browser:
+        r = await browser.get("/portal/sign-in")
+        assert r.headers["location"].startswith("https://127.0.0.1/oauth/authorize?")
+        assert "; secure" in r.headers["set-cookie"].lower()
