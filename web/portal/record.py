@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -63,12 +64,13 @@ async def home(request: Request) -> Response:
 async def record(request: Request) -> Response:
     v = await visit(request)
     await names(v)
-    problems = await _search(v, "Condition", ("_count", "100"))
-    medicines = await _search(v, "MedicationRequest", ("_count", "100"), ("_sort", "-authoredon"))
-    allergies = await _search(v, "AllergyIntolerance", ("_count", "100"))
-    immunisations = await _search(v, "Immunization", ("_count", "100"), ("_sort", "-date"))
-    results = await _search(v, "Observation", ("_count", "200"), ("_sort", "-date"))
-    documents = await _search(v, "DocumentReference", ("_count", "50"), ("_sort", "-date"))
+    problems, medicines, allergies, immunisations, results, documents = await asyncio.gather(
+        _search(v, "Condition", ("_count", "100")),
+        _search(v, "MedicationRequest", ("_count", "100"), ("_sort", "-authoredon")),
+        _search(v, "AllergyIntolerance", ("_count", "100")),
+        _search(v, "Immunization", ("_count", "100"), ("_sort", "-date")),
+        _search(v, "Observation", ("_count", "200"), ("_sort", "-date")),
+        _search(v, "DocumentReference", ("_count", "50"), ("_sort", "-date")))
     who = _names(v)
     await who.load([*problems, *medicines, *allergies, *immunisations, *results, *documents])
     rows = [{"when": o.get("effectiveDateTime") or (o.get("effectivePeriod") or {}).get("start")
