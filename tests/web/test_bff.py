@@ -141,3 +141,31 @@ async def test_the_cookie_is_secure_when_the_server_is_served_over_https(
         r = await browser.get("/portal/sign-in")
         assert r.headers["location"].startswith("https://127.0.0.1/oauth/authorize?")
         assert "; secure" in r.headers["set-cookie"].lower()
+
+
+async def test_a_carer_signs_in_as_their_related_person_and_sees_only_the_grant(
+        app: Any, people: SimpleNamespace, client: Any) -> None:
+    async with pages_client(app) as browser:
+        await sign_in(browser, f"RelatedPerson/{people.beth}", patient=people.ann)
+        html = (await browser.get("/portal/record")).text
+        assert "You are looking as their carer" in html
+        assert "Type 2 diabetes" in html and "150/95 mmHg" in html  # Conditions, Observations
+        assert "Metformin" not in html and "Penicillin" not in html  # outside the grant
+        html = (await browser.get("/portal/access-log")).text
+        assert "can see who looked at their record" in html
+    # A carer whose RelatedPerson is no longer active cannot sign in at all.
+    gone = await client.post("/RelatedPerson", json={
+        "resourceType": "RelatedPerson", "active": False,
+        "patient": {"reference": f"Patient/{people.ann}"}})
+    async with pages_client(app) as browser:
+        r = await browser.get("/portal/sign-in")
+        from urllib.parse import parse_qsl, urlsplit
+
+        from api.oauth.page import CARRIED
+
+        params = dict(parse_qsl(urlsplit(r.headers["location"]).query))
+        form = {k: v for k, v in params.items() if k in CARRIED}
+        r = await browser.post("/oauth/authorize", data={
+            **form, "user": f"RelatedPerson/{gone.json()['id']}", "patient": people.ann,
+            "decision": "approve"})
+        assert r.status_code == 400 and "cannot sign in" in r.text

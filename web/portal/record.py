@@ -180,15 +180,16 @@ WORDS = {"Condition": "health problems", "Observation": "results and readings",
 async def access_log(request: Request) -> Response:
     v = await visit(request)
     await names(v)
+    if v.carer:  # carers never read the access log (consent/data/role-access.csv)
+        return page(v, "access_log.html", title="Who looked at my record", rows=[], mine=0,
+                    systems=0, refused=True)
     try:
         events = await v.fhir.search("AuditEvent", [("patient", f"Patient/{v.patient}"),
                                                     ("_sort", "-date"), ("_count", "200")])
     except ApiError as exc:
         if exc.status == 401:
             raise
-        # Carers never read the access log (consent/data/role-access.csv): only the patient.
-        return page(v, "access_log.html", title="Who looked at my record", rows=[], mine=0,
-                    systems=0, refused=True)
+        events = []
     who = _names(v)
     users = [{"requester": [a["who"]]} for e in events for a in e.get("agent", ())
              if isinstance(a.get("who"), dict) and a["who"].get("reference")]
