@@ -39,6 +39,7 @@ class Entry:
     if_match: int | None
     if_none_exist: list[tuple[str, str]] | None
     url: str
+    planned: bool = False  # a conditional update's id chosen by `_resolve` (no match then)
 
 
 def parse_entries(bundle: Any, kind: str) -> list[Entry]:
@@ -137,10 +138,10 @@ async def _resolve(conn: AsyncConnection, entries: list[Entry]) -> dict[str, str
                 e.id = ids[0]
             elif not ids and isinstance(e.resource, dict):
                 # No match: this entry creates, with an id chosen now so that references
-                # to its fullUrl can name it (conditional_update creates with the body's id).
-                e.resource.setdefault("id", interactions.new_id())
-                if isinstance(e.resource["id"], str):
-                    e.id = e.resource["id"]
+                # to its fullUrl can name it (the body's own id, or one planned here).
+                own = e.resource.get("id")
+                e.id = own if isinstance(own, str) and own else interactions.new_id()
+                e.planned = True
         if e.full_url and e.id and e.method in ("POST", "PUT"):
             mapping[e.full_url] = f"{e.type}/{e.id}"
     wanted: set[str] = set()
@@ -175,12 +176,16 @@ async def _run_entry(conn: AsyncConnection, e: Entry, base: str) -> tuple[Result
     if e.method == "PUT":
         if e.id and not e.params:
             return await interactions.update(conn, e.type, e.id, e.resource, e.if_match), None
-        return await interactions.conditional_update(conn, e.type, e.params, e.resource,
-                                                     e.if_match), None
+        return await interactions.conditional_update(
+            conn, e.type, e.params, e.resource, e.if_match,
+            id_=e.id if e.planned else None), None
     if e.method == "PATCH":
-        if e.id is None:
-            raise MethodNotAllowed("PATCH in a Bundle needs Type/id.")
         ops = _patch_body(e.resource)
+        if e.id is None:
+            if not e.params:
+                raise MethodNotAllowed("PATCH in a Bundle needs Type/id or Type?criteria.")
+            return await interactions.conditional_patch(conn, e.type, e.params, ops,
+                                                        e.if_match), None
         return await interactions.patch(conn, e.type, e.id, ops, e.if_match), None
     if e.id:
         return await interactions.delete(conn, e.type, e.id, e.if_match), None
@@ -228,7 +233,8 @@ async def transaction(conn: AsyncConnection, bundle: Any, base: str,
     is undone and run again from the original Bundle, then resolving to the winner's id.
     """
     conditional = any(isinstance(x, dict) and isinstance(x.get("request"), dict)
-                      and x["request"].get("ifNoneExist") for x in
+                      and (x["request"].get("ifNoneExist")
+                           or "?" in str(x["request"].get("url", ""))) for x in
                       (bundle.get("entry") or [] if isinstance(bundle, dict) else []))
     if conn.dialect.name == "sqlite" or not conditional:  # no race to lose
         attempts, original = 1, None
@@ -244,7 +250,7 @@ async def transaction(conn: AsyncConnection, bundle: Any, base: str,
         except _LostRace as lost:
             e, found = lost.args
     raise PreconditionFailed(
-        f"Bundle.entry[{e.index}] ({e.method} {e.url}): ifNoneExist matched {e.type}/{found}, "
+        f"Bundle.entry[{e.index}] ({e.method} {e.url}): its criteria matched {e.type}/{found}, "
         "created after this transaction resolved its references (by an earlier entry of it or "
         "by a concurrent request); give each resource one entry, or retry.",
         expression=f"Bundle.entry[{e.index}]")
@@ -273,7 +279,7 @@ async def _transaction(conn: AsyncConnection, bundle: Any, base: str,
                                    f"Bundle.entry[{e.index}] ({e.method} {e.url}): "
                                    f"{issue.diagnostics}")
             raise
-        if (e.method == "POST" and e.if_none_exist and result is not None
+        if ((e.method == "POST" and e.if_none_exist or e.planned) and result is not None
                 and result.stored is not None and result.stored.id != e.id):
             raise _LostRace(e, result.stored.id)
         responses[e.index] = _response(e, result, body, base, minimal)
