@@ -52,6 +52,7 @@ def parse_entries(bundle: Any, kind: str) -> list[Entry]:
     if len(entries) > MAX_ENTRIES:
         raise BadRequest(f"A {kind} may hold at most {MAX_ENTRIES} entries; split it.")
     out = []
+    full_urls: dict[tuple[str, Any], int] = {}
     for i, raw in enumerate(entries):
         where = f"Bundle.entry[{i}]"
         request = raw.get("request") if isinstance(raw, dict) else None
@@ -71,6 +72,18 @@ def parse_entries(bundle: Any, kind: str) -> list[Entry]:
             if value is not None and not isinstance(value, str):
                 raise BadRequest(f"{where}.request.{key} must be a string.",
                                  expression=f"{where}.request.{key}")
+        full_url = raw.get("fullUrl")
+        if full_url is not None:
+            # bdl-7: fullUrl is unique in a Bundle, unless the versions differ
+            # (https://hl7.org/fhir/R4/bundle.html#invs)
+            resource = raw.get("resource")
+            meta = resource.get("meta") if isinstance(resource, dict) else None
+            key = (str(full_url), meta.get("versionId") if isinstance(meta, dict) else None)
+            if key in full_urls:
+                raise BadRequest(f"{where}.fullUrl '{full_url}' is also the fullUrl of "
+                                 f"Bundle.entry[{full_urls[key]}]; each entry needs its own "
+                                 "(bdl-7).", expression=f"{where}.fullUrl")
+            full_urls[key] = i
         out.append(Entry(
             index=i, method=method, type=type_, id=path[1] if len(path) > 1 else None,
             params=parse_qsl(parts.query, keep_blank_values=True),
@@ -219,6 +232,22 @@ def _response(e: Entry, result: Result | None, body: Any, base: str,
     return out
 
 
+def _one_change_each(entries: list[Entry]) -> None:
+    """A transaction changes each resource once: two entries writing the same Type/id (ids
+    resolved from conditional criteria too) make it fail
+    (https://hl7.org/fhir/R4/http.html#trules)."""
+    seen: dict[str, int] = {}
+    for e in entries:
+        if e.method in ("GET", "HEAD") or not e.id:
+            continue
+        key = f"{e.type}/{e.id}"
+        if key in seen:
+            raise BadRequest(f"Bundle.entry[{seen[key]}] and Bundle.entry[{e.index}] both "
+                             f"change {key}; a transaction may change a resource only once.",
+                             expression=f"Bundle.entry[{e.index}]")
+        seen[key] = e.index
+
+
 class _LostRace(Exception):
     """A conditional create found a resource made after `_resolve` had planned a new id for
     it (and rewritten references to that id): by a concurrent transaction, or by an earlier
@@ -260,6 +289,7 @@ async def _transaction(conn: AsyncConnection, bundle: Any, base: str,
                        minimal: bool) -> dict[str, Any]:
     entries = parse_entries(bundle, "transaction")
     mapping = await _resolve(conn, entries)
+    _one_change_each(entries)
     await store.prefetch_current(conn, [(e.type, e.id) for e in entries
                                         if e.method == "PUT" and e.id and not e.params])
     for e in entries:

@@ -298,3 +298,38 @@ async def test_batch_audits_each_entry_once(app: Any, client: httpx.AsyncClient,
                 if ref.startswith("Patient/"):
                     named[ref.split("/")[1]] += 1
     assert named == dict.fromkeys(ids, 1)
+
+
+async def test_transaction_entries_with_one_full_url_are_400(client: httpx.AsyncClient,
+                                                              tag: str) -> None:
+    same = urn()
+    for kind in ("transaction", "batch"):
+        body = bundle(kind, post(patient(f"{tag}-a"), same), post(patient(f"{tag}-b"), same))
+        outcome(await send(client, body), 400, "fullUrl", "Bundle.entry[0]")
+    for suffix in ("a", "b"):
+        assert await search_ids(client, "Patient",
+                                {"identifier": f"urn:test|{tag}-{suffix}"}) == []
+
+
+async def test_transaction_changing_one_resource_twice_is_400(client: httpx.AsyncClient,
+                                                             tag: str) -> None:
+    pid = f"twice-{tag}"
+    two_puts = bundle("transaction",
+                      {"resource": patient(tag, id=pid, gender="male"),
+                       "request": {"method": "PUT", "url": f"Patient/{pid}"}},
+                      {"resource": patient(tag, id=pid, gender="female"),
+                       "request": {"method": "PUT", "url": f"Patient/{pid}"}})
+    outcome(await send(client, two_puts), 400, f"Patient/{pid}", "Bundle.entry[0]",
+            "Bundle.entry[1]")
+    outcome(await client.get(f"/Patient/{pid}"), 404)
+    # The same through a conditional update that resolves to it, and a delete.
+    existing = await create(client, patient(f"{tag}-c"))
+    mixed = bundle("transaction",
+                   {"resource": patient(f"{tag}-c", gender="male"),
+                    "request": {"method": "PUT", "url": f"Patient?identifier=urn:test|{tag}-c"}},
+                   {"request": {"method": "DELETE", "url": f"Patient/{existing['id']}"}},
+                   post(patient(f"{tag}-d")))
+    outcome(await send(client, mixed), 400, f"Patient/{existing['id']}")
+    read = (await client.get(f"/Patient/{existing['id']}")).json()
+    assert read["meta"]["versionId"] == "1" and "gender" not in read
+    assert await search_ids(client, "Patient", {"identifier": f"urn:test|{tag}-d"}) == []
