@@ -258,12 +258,14 @@ async def transaction(conn: AsyncConnection, bundle: Any, base: str,
                       minimal: bool = False) -> dict[str, Any]:
     """Run a transaction Bundle in `conn`'s transaction; raise on the first failing entry.
 
-    On PostgreSQL each attempt runs in a savepoint; one whose conditional create lost a race
-    is undone and run again from the original Bundle, then resolving to the winner's id.
+    On PostgreSQL each attempt runs in a savepoint; one whose conditional create or update
+    lost a race is undone and run again from the original Bundle, then resolving to the
+    winner's id.
     """
     conditional = any(isinstance(x, dict) and isinstance(x.get("request"), dict)
                       and (x["request"].get("ifNoneExist")
-                           or "?" in str(x["request"].get("url", ""))) for x in
+                           or (str(x["request"].get("method")).upper() == "PUT"
+                               and "?" in str(x["request"].get("url", "")))) for x in
                       (bundle.get("entry") or [] if isinstance(bundle, dict) else []))
     if conn.dialect.name == "sqlite" or not conditional:  # no race to lose
         attempts, original = 1, None

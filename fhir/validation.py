@@ -101,6 +101,9 @@ def check_resource(resource: Any, *, expected_type: str | None = None) -> dict[s
             for err in exc.errors()[:20]
         ]
         raise Unprocessable(issues=issues) from None
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:  # the model's own limits
+        raise Unprocessable(f"The {resource_type} could not be validated: "
+                            f"{type(exc).__name__} {exc}"[:500]) from None
     _check_nhs_numbers(resource)
     _check_text(resource, resource_type)
     return resource
