@@ -98,7 +98,8 @@ def main() -> None:
     out["resource-types"] = {"path": "Reference.reference (Type/id)", "valueSet": url,
                              "codes": _codes(url, value_sets, systems)}
     target = Path(__file__).parent / "required-codes.json"
-    target.write_text(json.dumps(dict(sorted(out.items())), indent=1) + "\n", encoding="utf-8")
+    lines = [f" {json.dumps(key)}: {json.dumps(entry)}" for key, entry in sorted(out.items())]
+    target.write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")  # one a line
     print(f"{len(out)} elements -> {target}")
 
 
