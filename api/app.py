@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     oauth.install(app)
     app.add_middleware(FastRead)
+    app.add_middleware(errors.CatchAll)  # a 500 answered here keeps the connection open
     app.add_middleware(AuditTrail)  # outermost: it sees every answer, the fast path's too
     # The authorisation server first: /fhir/.well-known/... must not reach [type]/[id].
     app.include_router(oauth.router)
