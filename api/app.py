@@ -12,7 +12,7 @@ from api import errors, oauth
 from api.audit import AuditTrail
 from api.fastpath import FastRead
 from api.http import FHIR_PREFIX, check_accept
-from api.routes import record, search, system
+from api.routes import record, risk, search, system
 from api.settings import Settings
 from consent import context as access_context
 from consent.audit import AuditLog
@@ -58,6 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The authorisation server first: /fhir/.well-known/... must not reach [type]/[id].
     app.include_router(oauth.router)
     # Order matters: fixed paths (metadata, _history, _search) before [type]/[id].
-    for routes in (system.router, search.router, record.router):
+    for routes in (system.router, search.router, risk.router, record.router):
         app.include_router(routes, prefix=FHIR_PREFIX, dependencies=[Depends(check_accept)])
     return app
