@@ -37,8 +37,10 @@ from fhir.db import Database
 from fhir.guard import guarding
 from fhir.index import compartment_patient, extract
 from fhir.registry import registry
+from fhir.schema import resource as resource_table
 
-BATCH = 2000
+BATCH = 2000  # patients written per transaction
+READ = 25_000  # patients read per pass over the index (queries.RANGE_READ: by id range)
 OVERLAP_SECONDS = 30.0
 ENGINE_VERSION = "1"  # bump when a rule changes: the next incremental run is then full
 STRATIFIER = Principal(Kind.SYSTEM, user="Device/carenet-stratifier",
@@ -108,14 +110,18 @@ async def write_outcomes(conn: AsyncConnection, found: list[Outcome], as_of: dat
     new_states, old_states = [], []
     created: set[str] = set()
     updated: set[str] = set()
+    # Which exist already (normally those with a state): one indexed lookup for the batch.
+    stored = set((await conn.execute(sa.select(resource_table.c.id).where(
+        resource_table.c.type == "RiskAssessment",
+        resource_table.c.id.in_([k[1] for k in keys])))).scalars())
     async with pending.batched(conn):
-        await store.prefetch_current(conn, keys)
         for outcome, (_, id_) in zip(todo, keys, strict=True):
             state = held.get((outcome.patient_id, outcome.method))
             previous = orjson.loads(state.summary) if state is not None else None
             change = changes(previous, state.as_of if state is not None else None, outcome)
             body = resource(outcome, as_of, change)
-            current = await store.read_current(conn, "RiskAssessment", id_)
+            current = (await store.read_current(conn, "RiskAssessment", id_, for_update=True)
+                       if id_ in stored else None)
             version = 1
             if current is None and bulk:
                 rows = extract(body, reg)
@@ -175,13 +181,14 @@ async def _patients(db: Database, as_of: date, practice: str | None, full: bool,
         wanted |= set(due.scalars())
         if not wanted:
             return [], watermark, False
-        in_scope = set((await conn.execute(scope)).scalars()) if practice else None
-        ids = sorted(wanted if in_scope is None else wanted & in_scope)
-        return ids, watermark, False
+        # In the database's order (queries.load reads many by the range of their ids).
+        ordered = (await conn.execute(scope.order_by(sa.text("1")))).scalars()
+        return [i for i in ordered if i in wanted], watermark, False
 
 
 async def stratify(db: Database, *, as_of: date, practice: str | None = None,
-                   full: bool = False, batch: int = BATCH, overlap: float = OVERLAP_SECONDS,
+                   full: bool = False, batch: int = BATCH, read: int = READ,
+                   overlap: float = OVERLAP_SECONDS,
                    progress: Callable[[int, int], None] | None = None) -> RiskRun:
     """One stratification run; its `RiskRun` (counts, watermark) once completed."""
     version = code_version()
@@ -195,16 +202,21 @@ async def stratify(db: Database, *, as_of: date, practice: str | None = None,
     if progress:
         progress(0, len(ids))
     try:
-        for chunk in queries.batches(ids, batch):
+        for part in queries.batches(ids, read):
             async with db.read() as conn:
-                found = await score(conn, chunk, as_of)
-            async with db.write() as conn:
-                with guarding(None):
-                    done = await write_outcomes(conn, found, as_of)
-            done.considered = len(chunk)
-            total.add(done)
-            if progress:
-                progress(len(chunk), len(ids))
+                found = await score(conn, part, as_of)
+            by_patient: dict[str, list[Outcome]] = {}
+            for outcome in found:
+                by_patient.setdefault(outcome.patient_id, []).append(outcome)
+            for chunk in queries.batches(part, batch):
+                async with db.write() as conn:
+                    with guarding(None):
+                        done = await write_outcomes(
+                            conn, [o for p in chunk for o in by_patient.get(p, ())], as_of)
+                done.considered = len(chunk)
+                total.add(done)
+                if progress:
+                    progress(len(chunk), len(ids))
     except BaseException:
         async with db.write() as conn:
             await conn.execute(runs.update().where(runs.c.id == run.id).values(

@@ -12,7 +12,7 @@ The same SQL runs on SQLite and PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import cache
 
 import orjson
@@ -70,25 +70,40 @@ def _status_columns() -> list[sa.ColumnElement]:
             _date("recorded-date").label("recorded")]
 
 
-def _live(patient_ids: list[str]) -> sa.ColumnElement:
-    return sa.and_(resource.c.patient_id.in_(patient_ids), resource.c.deleted.is_(False))
+# A batch of more patients than this is read by the range of their ids (one pass over the
+# index tables), fewer by the list of their ids (index lookups).
+RANGE_READ = 5000
+
+
+def _among(column: sa.ColumnElement, ids: list[str]) -> sa.ColumnElement:
+    """`column` is one of `ids`: a list for a few, the ids' range for many (`ids` in the
+    database's order, so the range holds them all; what else it holds is dropped later)."""
+    if len(ids) > RANGE_READ:
+        return column.between(ids[0], ids[-1])
+    return column.in_(ids)
 
 
 async def load(conn: AsyncConnection, patient_ids: list[str], as_of: date) -> dict[str, Facts]:
-    """The Facts of each patient of `patient_ids` who exists, is not deleted and is alive."""
+    """The Facts of each patient of `patient_ids` who exists, is not deleted and is alive.
+    Many ids (more than RANGE_READ) must come in the database's order (ORDER BY id)."""
     facts: dict[str, Facts] = {}
+    wanted = set(patient_ids)
     died = _date("death-date")
     rows = await conn.execute(
         sa.select(resource.c.id, _date("birthdate").label("born"), _token("gender"),
                   died.label("died"))
-        .where(resource.c.type == "Patient", resource.c.id.in_(patient_ids),
+        .where(resource.c.type == "Patient", _among(resource.c.id, patient_ids),
                resource.c.deleted.is_(False)))
     for pid, born, gender, dead in rows:
-        if dead is None:
+        if dead is None and pid in wanted:
             facts[pid] = Facts(pid, _day(born), gender)
     if not facts:
         return facts
-    ids = list(facts)
+
+    def _live(ids: list[str]) -> sa.ColumnElement:
+        return sa.and_(_among(resource.c.patient_id, ids), resource.c.deleted.is_(False))
+
+    ids = patient_ids
     coded = sa.select(resource.c.rid, resource.c.type, resource.c.id, resource.c.patient_id,
                       sp_token.c.code, sp_token.c.system, *_status_columns(),
                       _value().label("value"), _token("class").label("klass"))
@@ -118,6 +133,8 @@ async def load(conn: AsyncConnection, patient_ids: list[str], as_of: date) -> di
     for rows_ in (entries, emergency, medicines):
         for (rid, type_, id_, pid, code, system, status, verification, day, recorded,
              value, klass) in rows_:
+            if pid not in facts:
+                continue
             if type_ == "Encounter" and not code:
                 if rid in seen_emergency:
                     continue
@@ -183,10 +200,6 @@ async def newest_change(conn: AsyncConnection) -> float:
     found = await conn.execute(sa.select(sa.func.max(resource.c.last_updated))
                                .where(resource.c.type.in_(EVIDENCE_TYPES)))
     return found.scalar() or 0.0
-
-
-def window_start(as_of: date, days: int) -> date:
-    return as_of - timedelta(days=days)
 
 
 def batches(ids: Iterable[str], size: int) -> Iterable[list[str]]:

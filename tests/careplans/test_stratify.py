@@ -129,3 +129,22 @@ async def test_an_entry_entered_in_error_takes_its_deficit_away(
 async def test_an_unknown_practice_is_refused(app: Any) -> None:
     with pytest.raises(LookupError, match="ODS code 'NOPE99'"):
         await stratify(app.state.db, as_of=AS_OF, practice="NOPE99")
+
+
+async def test_a_large_batch_read_by_id_range_keeps_to_its_patients(
+        app: Any, client: httpx.AsyncClient, network: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from careplans.risk import queries
+
+    other = await r.practice(client, network["ods"] + "X")  # patients between, elsewhere
+    outsiders = [await r.patient(client, other, 90, AS_OF) for _ in range(3)]
+    for pid in outsiders:
+        await r.condition(client, pid, "84114007", ago(10))
+    monkeypatch.setattr(queries, "RANGE_READ", 1)
+    run = await stratify(app.state.db, as_of=AS_OF, practice=network["ods"], full=True)
+    assert (run.considered, run.created) == (3, 5)
+    frail = await assessment(client, FRAILTY, network["frail"])
+    assert {b["reference"] for b in frail["basis"]} == set(network["counted"]) | set(
+        network["meds"])
+    for pid in outsiders:
+        assert await versions(app, pid) == {}
