@@ -16,6 +16,7 @@ were in flight as it started), and those whose result time alone may change (`re
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -40,6 +41,9 @@ from fhir.registry import registry
 from fhir.schema import resource as resource_table
 
 BATCH = 2000  # patients written per transaction
+# Transactions writing at once: while one waits for the database, the next builds its
+# resources (two cores: Python on one, PostgreSQL on the other). SQLite writes one at a time.
+WRITERS = 2
 READ = 25_000  # patients read per pass over the index (queries.RANGE_READ: by id range)
 OVERLAP_SECONDS = 30.0
 ENGINE_VERSION = "1"  # bump when a rule changes: the next incremental run is then full
@@ -188,7 +192,7 @@ async def _patients(db: Database, as_of: date, practice: str | None, full: bool,
 
 async def stratify(db: Database, *, as_of: date, practice: str | None = None,
                    full: bool = False, batch: int = BATCH, read: int = READ,
-                   overlap: float = OVERLAP_SECONDS,
+                   writers: int = WRITERS, overlap: float = OVERLAP_SECONDS,
                    progress: Callable[[int, int], None] | None = None) -> RiskRun:
     """One stratification run; its `RiskRun` (counts, watermark) once completed."""
     version = code_version()
@@ -199,6 +203,7 @@ async def stratify(db: Database, *, as_of: date, practice: str | None = None,
         run.id = (await conn.execute(runs.insert().values(
             **run.model_dump(exclude={"id"})).returning(runs.c.id))).scalar_one()
     total = Written()
+    gate = asyncio.Semaphore(writers)
     if progress:
         progress(0, len(ids))
     try:
@@ -208,8 +213,8 @@ async def stratify(db: Database, *, as_of: date, practice: str | None = None,
             by_patient: dict[str, list[Outcome]] = {}
             for outcome in found:
                 by_patient.setdefault(outcome.patient_id, []).append(outcome)
-            for chunk in queries.batches(part, batch):
-                async with db.write() as conn:
+            async def write(chunk: list[str], by_patient: dict = by_patient) -> None:
+                async with gate, db.write() as conn:
                     with guarding(None):
                         done = await write_outcomes(
                             conn, [o for p in chunk for o in by_patient.get(p, ())], as_of)
@@ -217,6 +222,8 @@ async def stratify(db: Database, *, as_of: date, practice: str | None = None,
                 total.add(done)
                 if progress:
                     progress(len(chunk), len(ids))
+
+            await asyncio.gather(*(write(c) for c in queries.batches(part, batch)))
     except BaseException:
         async with db.write() as conn:
             await conn.execute(runs.update().where(runs.c.id == run.id).values(
