@@ -185,7 +185,10 @@ async def _patients(db: Database, as_of: date, practice: str | None, full: bool,
         wanted |= set(due.scalars())
         if not wanted:
             return [], watermark, False
-        # In the database's order (queries.load reads many by the range of their ids).
+        if len(wanted) <= queries.RANGE_READ:  # read by the list of their ids
+            found = await conn.execute(scope.where(resource_table.c.id.in_(sorted(wanted))))
+            return sorted(found.scalars()), watermark, False
+        # Many: in the database's order (queries.load reads them by the range of their ids).
         ordered = (await conn.execute(scope.order_by(sa.text("1")))).scalars()
         return [i for i in ordered if i in wanted], watermark, False
 
