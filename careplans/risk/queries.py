@@ -138,7 +138,7 @@ async def load(conn: AsyncConnection, patient_ids: list[str], as_of: date) -> di
     # These queries cost enough to be JIT-compiled, and compiling took longer than running
     # them (measured: 0.7 s against 0.26 s for a day's emergency encounters at 100,000).
     await conn.exec_driver_sql("SET jit = off")
-    found = await _load(conn, patient_ids, as_of)  # on error the connection is discarded
+    found = await _load(conn, patient_ids, as_of)  # (if it fails, the session keeps jit off)
     await conn.exec_driver_sql("RESET jit")
     return found
 
