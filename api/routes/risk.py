@@ -22,10 +22,12 @@ from api.http import base_url, fhir_response
 from careplans.risk import flows
 from careplans.risk.assessment import METHODS, assessment_id
 from consent.principals import Kind
-from fhir import interactions, store
+from fhir import capability, interactions, store
 from fhir.errors import BadRequest, Forbidden
 
 router = APIRouter()
+capability.add_operation("Patient", "stratify",
+                         "https://carenet.invalid/fhir/OperationDefinition/stratify")
 
 
 def _as_of(request: Request) -> date:
