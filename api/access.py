@@ -1,17 +1,16 @@
-"""Access on the FHIR API: who is asking (the bearer token), and what they may see and do.
+"""Access on the FHIR API: who is asking (the bearer token), and what they may do.
 
-The one enforcement point of DESIGN.md, from the API's side. Every FHIR route but
-`metadata` takes an `Access` (`AccessDep`):
+Every FHIR route but `metadata` takes an `Access` (through `AccessDep`, or the request's
+`Repository`, api/repository.py, which is built on it):
 
 1. the bearer token is verified (consent/tokens.py: ours, or a trusted provider's) and turned
-   into a `consent.principals.Principal` (a Practitioner's role and organisation come from the
-   PractitionerRole they act in; a backend client's organisation from its registration);
+   into a `consent.principals.Principal` (api/callers.py, which remembers both briefly);
 2. its SMART scopes must grant the interaction on the type (403 otherwise: that is about the
    app, and reveals nothing of the data); `patient/` scopes confine it to the patient in
-   context;
-3. the access policy (consent/policy.py) decides on each resource read or written (`guard`,
-   installed for the store with `fhir.guard.guarding`), and filters searches in SQL
-   (`visible`);
+   context, and scopes narrowed by search parameters to what such a search finds
+   (consent/scope_rules.py);
+3. the access policy (consent/policy.py) decides on each resource read or written, and
+   filters searches in SQL, through the request's guard (api/guard.py, consent/door.py);
 4. a resource the caller may not see answers exactly as one that does not exist (404), so an
    id reveals nothing.
 
@@ -19,46 +18,37 @@ Break-glass: a member of staff without a relationship sends `X-Break-Glass-Reaso
 10 characters) and, for a search, `X-Break-Glass-Patient`; access to that patient's record is
 then granted (not to entries sealed with labels break-glass does not open), the access is
 audited with purpose of use ETREAT, and a privacy-officer alert is raised (api/audit.py).
-
-A verified token is remembered for `CACHE_SECONDS` (at most until it expires), so the hot
-read path does not verify a signature and look up a user on every request: a revoked token
-stops working within that time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
-import orjson
-import sqlalchemy as sa
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.oauth import context as oauth_context
-from consent import consents, labels, policy, relationships, scopes, users
-from consent import context as access_context
-from consent.oauth_errors import OAuth2Error
-from consent.principals import (
-    AccessContext,
-    BreakGlass,
-    Kind,
-    PatientFacts,
-    Principal,
-    Relationship,
-    staff_principal,
+from api import callers
+from api.callers import (  # noqa: F401 - re-exported for api/oauth and api/fastpath
+    CACHE_SECONDS,
+    InsufficientScope,
+    Unauthenticated,
+    cached,
+    forget,
+    known_facts,
+    principal_of,
+    remember_facts,
 )
+from api.oauth import context as oauth_context
+from consent import context as access_context
+from consent import policy, scopes
+from consent.oauth_errors import OAuth2Error
+from consent.principals import AccessContext, BreakGlass, Kind, Principal
+from consent.scope_rules import ScopeRules
 from consent.tokens import Caller
-from fhir import guard as fhir_guard
-from fhir import store
-from fhir.errors import Forbidden, NotAuthorized, NotFound
-from fhir.store import Stored
+from fhir.errors import Forbidden
 
-CACHE_SECONDS = 10.0
-CACHE_SIZE = 10_000
 BREAK_GLASS_REASON = "x-break-glass-reason"
 BREAK_GLASS_PATIENT = "x-break-glass-patient"
 MIN_REASON = 10
@@ -66,22 +56,6 @@ MIN_REASON = 10
 # scopes-and-launch-context.html#scopes-for-requesting-fhir-resources).
 LETTER = {"read": "r", "vread": "r", "history": "r", "search": "s", "create": "c",
           "update": "u", "patch": "u", "delete": "d"}
-
-
-class Unauthenticated(NotAuthorized):
-    """401 with the RFC 6750 challenge (https://www.rfc-editor.org/rfc/rfc6750#section-3)."""
-
-    def __init__(self, message: str, error: str = "invalid_token") -> None:
-        super().__init__(message)
-        detail = message.replace("\\", "").replace('"', "'")
-        self.headers = {"WWW-Authenticate": f'Bearer realm="carenet", error="{error}", '
-                                            f'error_description="{detail}"'}
-
-
-class InsufficientScope(Forbidden):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.headers = {"WWW-Authenticate": 'Bearer realm="carenet", error="insufficient_scope"'}
 
 
 @dataclass(slots=True)
@@ -101,8 +75,17 @@ class Access:
     written: list[tuple[str, str, str]] = field(default_factory=list)  # (interaction, type, id)
     audited: bool = False
     scope: Any = None  # the ASGI scope of the request
+    _rules: ScopeRules | None = None
 
     # ---- scopes ------------------------------------------------------------------------
+
+    @property
+    def rules(self) -> ScopeRules:
+        """The token's scopes, compiled (consent/scope_rules.py)."""
+        if self._rules is None:
+            self._rules = ScopeRules.of(self.caller.scopes,
+                                        self.caller.patient or self.principal.patient_id)
+        return self._rules
 
     def scope_context(self, resource_type: str, interaction: str,
                       params: list[tuple[str, str]] | None = None) -> str:
@@ -112,6 +95,12 @@ class Access:
         for context in ("system", "user", "patient"):
             if scopes.allows(self.caller.scopes, context, resource_type, letter, params):
                 return context
+        if letter == "r" and params is None and self.rules.speaks_for(resource_type, "r"):
+            # Only scopes with search conditions read the type: a read of one resource is
+            # within them when the resource matches them (api/guard.py, `check_read`).
+            return next(c for c in ("system", "user", "patient")
+                        if any(s.context == c and s.resource_type in ("*", resource_type)
+                               and "r" in s.interactions for s in self.caller.scopes.resources))
         narrowed = [s.text for s in self.caller.scopes.resources
                     if s.conditions and s.resource_type in ("*", resource_type)
                     and letter in s.interactions]
@@ -130,16 +119,6 @@ class Access:
         if not patient:
             raise InsufficientScope("patient/ scopes need a patient in context (launch/patient).")
         return patient
-
-    def readable_types(self) -> frozenset[str] | None:
-        """The types some scope lets the caller read or search (None: every type)."""
-        found: set[str] = set()
-        for s in self.caller.scopes.resources:
-            if s.interactions & {"r", "s"}:
-                if s.resource_type == "*":
-                    return None
-                found.add(s.resource_type)
-        return frozenset(found)
 
     # ---- the policy ----------------------------------------------------------------------
 
@@ -180,38 +159,14 @@ class Access:
             self.break_glass_used.add(meta.patient_id)
         return decision
 
-    def read_context(self, resource_type: str | None) -> str | None:
-        """The widest scope context that lets the caller read or search `resource_type` (any
-        type: None), or None when no scope does."""
-        for context in ("system", "user", "patient"):
-            for s in self.caller.scopes.resources:
-                if (s.context == context and s.interactions & {"r", "s"}
-                        and (resource_type is None or s.resource_type in ("*", resource_type))):
-                    return context
-        return None
+    def guarding(self, conn: AsyncConnection, *, write: bool = False,
+                 search: bool = False) -> Any:
+        """`conn` under this request's guard (what `Repository.guarding` does), for code that
+        holds an Access rather than the request's Repository; new code takes the Repository
+        (api/repository.py)."""
+        from api.repository import Repository  # the repository builds on this module
 
-    def guard(self) -> AccessGuard:
-        return AccessGuard(self)
-
-    @asynccontextmanager
-    async def guarding(self, conn: AsyncConnection, *, write: bool = False,
-                       search: bool = False) -> AsyncIterator[AccessGuard]:
-        """Serve a request's work in `conn` under this caller's guard; `search`: resolve the
-        search context first (searches, and writes whose conditions search). A write's
-        audit (and the alert of emergency access, the Provenance of patient-entered data)
-        is stored in the same transaction, after the work succeeds."""
-        if search:
-            await self.open_search(conn)
-        guard = self.guard()
-        with fhir_guard.guarding(guard):
-            yield guard
-            if write:
-                from api import audit  # api.audit builds on this module
-
-                await audit.write_in_transaction(conn, self, self.scope)
-                # What it wrote may change whom it reaches (a patient it registered, a care
-                # team it joined): its next request lists them afresh.
-                access_context.forget_reach(self.principal)
+        return Repository(self, None).guarding(conn, write=write, search=search)
 
     async def open_search(self, conn: AsyncConnection) -> AccessContext:
         """Resolve the search context (with emergency access to the patient the request
@@ -226,219 +181,6 @@ class Access:
         return await self.context(conn, search=True)
 
 
-def meta_of(stored: Stored, *, with_source: bool = False) -> policy.ResourceMeta:
-    """What a decision needs of a stored resource. Its meta.source (parsing the content) only
-    when it counts, so a plain read does not parse what it returns: for a read it matters only
-    for a sealed entry (its author sees it regardless); `with_source`: always (a write, whose
-    patient or carer must have entered what it changes; a version and its current row)."""
-    found = labels.of_column(stored.security)
-    source = None
-    if ((with_source or found) and stored.content is not None
-            and '"source"' in stored.content):
-        source = (orjson.loads(stored.content).get("meta") or {}).get("source")
-    return policy.ResourceMeta(stored.patient_id, found, source)
-
-
-class AccessGuard:
-    """The `fhir.guard.Guard` of one request: what it reads, searches and writes, decided by
-    the scopes and the policy."""
-
-    def __init__(self, access: Access) -> None:
-        self.access = access
-
-    def visible(self, row: Any, resource_type: str | None) -> Any:
-        access = self.access
-        ctx = access.ctx
-        if ctx is None:  # the route did not resolve a search context: show nothing
-            return sa.false()
-        context = access.read_context(resource_type)
-        if context is None:
-            return sa.false()
-        parts = [policy.search_filter(ctx, row, resource_type)]
-        readable = access.readable_types()
-        if resource_type is None and readable is not None:
-            parts.append(row.c.type.in_(sorted(readable)))
-        if context == "patient":
-            confined = access.launch_patient(context)
-            parts.append(sa.or_(row.c.patient_id == confined, row.c.patient_id.is_(None)))
-        return sa.and_(*parts)
-
-    async def check_read(self, conn: Any, interaction: str, stored: Stored) -> None:
-        access = self.access
-        # Word for word what fhir.interactions says of an id (or version) it does not have.
-        hidden = NotFound(f"{stored.type}/{stored.id} has no version {stored.version}."
-                          if interaction == "vread" else f"{stored.type}/{stored.id} is not known.")
-        context = access.scope_context(stored.type, "read")
-        meta = meta_of(stored, with_source=interaction != "read")
-        if interaction != "read":  # a version: the current row says whose it is
-            current = await store.read_current(conn, stored.type, stored.id)
-            if current is None:
-                raise hidden
-            now = meta_of(current, with_source=True)
-            meta = policy.ResourceMeta(now.patient_id, now.labels | meta.labels,
-                                       meta.source or now.source)
-        if meta.patient_id:
-            access.patients.add(meta.patient_id)
-        confined = access.launch_patient(context)
-        if confined is not None and meta.patient_id != confined:
-            access.denied = "outside the patient in the app's launch context"
-            raise hidden
-        decision = await access.decide(conn, "read", stored.type, meta)
-        if not decision:
-            access.denied = decision.reason
-            raise hidden
-
-    def prepare(self, body: dict[str, Any]) -> None:
-        source = entered_by(self.access.principal)
-        if source is not None:
-            meta = dict(body.get("meta") or {})
-            meta["source"] = source
-            body["meta"] = meta
-
-    async def check_write(self, conn: Any, interaction: str, resource_type: str,
-                          body: dict[str, Any] | None, patient_id: str | None,
-                          current: Stored | None) -> None:
-        access = self.access
-        asked = "create" if current is None else interaction
-        context = access.scope_context(resource_type, asked)
-        confined = access.launch_patient(context)
-        metas = []
-        if current is not None:
-            metas.append(meta_of(current, with_source=True))
-        if body is not None:
-            metas.append(policy.ResourceMeta.of(body, patient_id))
-        access.written.append((asked if asked != "update" else interaction, resource_type,
-                               (body or {}).get("id") or (current.id if current else "")))
-        for meta in metas:
-            if meta.patient_id:
-                access.patients.add(meta.patient_id)
-            if confined is not None and meta.patient_id != confined:
-                access.denied = "outside the patient in the app's launch context"
-                raise Forbidden(f"The app may only write to the record of Patient/{confined}.")
-            decision = await access.decide(conn, asked, resource_type, meta)
-            if not decision:
-                access.denied = decision.reason
-                if current is not None and meta is metas[0] and not await _may_read(
-                        access, conn, current):
-                    raise NotFound(f"{resource_type}/{current.id} is not known.")
-                raise Forbidden(f"You may not {asked} this {resource_type}: {decision.reason}.")
-
-
-async def _may_read(access: Access, conn: Any, stored: Stored) -> bool:
-    meta = meta_of(stored)
-    ctx = await access.context(conn, (meta.patient_id,) if meta.patient_id else ())
-    return policy.decide(ctx, "read", stored.type, meta).allowed
-
-
-def entered_by(principal: Principal) -> str | None:
-    """The meta.source the server stamps on what `principal` writes (None: keep the client's).
-
-    Patients and carers: themselves (patient-entered data, which they alone may then change);
-    staff and a practice's system: their organisation (the author of a sealed entry keeps
-    sight of it, consent/labels.py); a network-wide system (the network's own loaders and
-    jobs, which carry the source systems' provenance) keeps what it sends.
-    """
-    if principal.kind in (Kind.PATIENT, Kind.CARER):
-        return principal.user
-    if principal.kind in (Kind.STAFF, Kind.PRIVACY_OFFICER, Kind.SYSTEM):
-        return principal.organizations[0] if principal.organizations else (
-            principal.user if principal.kind is not Kind.SYSTEM else None)
-    return None
-
-
-# ---- authentication --------------------------------------------------------------------
-
-_cache: dict[str, tuple[float, Caller, Principal]] = {}
-# What the policy knew of a patient for a principal, kept briefly for the hot read path
-# (api/fastpath.py): a relationship ended or a Consent changed reaches it within this time.
-FACTS_SECONDS = 5.0
-_facts: dict[tuple[Principal, str], tuple[float, PatientFacts]] = {}
-
-
-def remember_facts(ctx: AccessContext) -> None:
-    expires = time.monotonic() + FACTS_SECONDS
-    if len(_facts) >= CACHE_SIZE:
-        _facts.clear()
-    for pid, facts in ctx.facts.items():
-        _facts[(ctx.principal, pid)] = (expires, facts)
-
-
-_ANYONE = PatientFacts(frozenset({Relationship.NETWORK}), consents.EVERYTHING)
-_OWN = PatientFacts(frozenset({Relationship.SELF}), consents.EVERYTHING)
-
-
-def known_facts(principal: Principal, patient_id: str) -> PatientFacts | None:
-    """What the policy knows of `patient_id` for `principal` without asking the database:
-    nothing to know (network-wide principals, a patient's own record), the principal's
-    listed reach (consent/context.py), or a decision made lately; None: ask."""
-    if relationships.network_wide(principal):
-        return _ANYONE
-    if principal.kind is Kind.PATIENT:
-        return _OWN if patient_id == principal.patient_id else None
-    listed = access_context.cached_reach(principal)
-    if listed is not None and listed.by_kind is not None:
-        facts = listed.facts(patient_id)
-        if facts.relationships:
-            return facts
-    hit = _facts.get((principal, patient_id))
-    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
-
-
-def cached(token: str) -> tuple[Caller, Principal] | None:
-    """The caller and principal of a token verified within the last CACHE_SECONDS."""
-    hit = _cache.get(token)
-    return (hit[1], hit[2]) if hit is not None and hit[0] > time.time() else None
-
-
-def forget(token: str) -> None:
-    """Drop a token from the cache (it has been revoked)."""
-    _cache.pop(token, None)
-
-
-async def principal_of(conn: AsyncConnection, caller: Caller) -> Principal:
-    """The principal a verified caller is."""
-    granted = frozenset(caller.scopes.texts())
-    reference = caller.fhir_user or caller.subject
-    if reference.startswith("RelatedPerson/"):  # a carer, signed in as the RelatedPerson
-        found = await users.exists(conn, "RelatedPerson", reference.partition("/")[2])
-        if found is None or found.get("active") is False:
-            raise Unauthenticated(f"{reference} may not use this server (unknown or inactive).")
-        return Principal(Kind.CARER, user=reference, scopes=granted, client_id=caller.client_id)
-    if caller.kind == "system":
-        if caller.subject != caller.client_id:  # a backend service's token is its own
-            raise Unauthenticated("The token names neither a user nor the client it was "
-                                  "issued to.")
-        from consent import clients
-
-        client = await clients.find(conn, caller.client_id or caller.subject)
-        # A token for a client this server never registered can only have been signed with
-        # its own keys by its operator (`python -m api token`, `seed`); a registered one
-        # reaches records only if the operator registered it (open registration is for apps).
-        if client is not None and not client.operator_registered:
-            raise InsufficientScope("This backend service was registered through open "
-                                    "registration; only one the operator registers "
-                                    "(python -m api register-client) may reach records.")
-        org = (client.metadata.get("organization") if client is not None else None)
-        orgs = (org,) if isinstance(org, str) and org.startswith("Organization/") else ()
-        return Principal(Kind.SYSTEM, user=f"Device/{caller.client_id or caller.subject}",
-                         organizations=orgs, scopes=granted, client_id=caller.client_id)
-    if caller.kind == "patient":
-        user = await users.lookup(conn, reference)
-        if user is None or user.kind != "patient":
-            raise Unauthenticated(f"{reference} may not use this server (unknown or inactive).")
-        return Principal(Kind.PATIENT, user=reference, scopes=granted,
-                         client_id=caller.client_id)
-    user = await users.lookup(conn, reference)
-    if user is None or not user.roles:
-        raise Unauthenticated(f"{reference} may not use this server (unknown, inactive, or "
-                              "without a PractitionerRole).")
-    wanted = caller.claims.get("practitioner_role") if caller.claims else None
-    role = next((r for r in user.roles if r.id == wanted), user.roles[0])
-    return staff_principal(user=reference, practitioner_role=role.id,
-                           organization=role.organization, sds_code=role.code,
-                           scopes=granted, client_id=caller.client_id)
-
-
 async def authenticate(request: Request) -> Access:
     """The `Access` of a FHIR request: 401 (OperationOutcome and a Bearer challenge) without a
     valid token."""
@@ -449,9 +191,9 @@ async def authenticate(request: Request) -> Access:
                               error="invalid_request")
     token = header.strip().partition(" ")[2].strip()
     now = time.time()
-    hit = _cache.get(token)
-    if hit is not None and hit[0] > now:
-        caller, principal = hit[1], hit[2]
+    hit = callers.cached(token)
+    if hit is not None:
+        caller, principal = hit
     else:
         try:
             caller = await oauth_context.caller_from_request(request)
@@ -459,9 +201,7 @@ async def authenticate(request: Request) -> Access:
             raise Unauthenticated(exc.description or "The access token is not valid.") from None
         async with oauth_context.db_of(request).read() as conn:
             principal = await principal_of(conn, caller)
-        if len(_cache) >= CACHE_SIZE:
-            _cache.clear()
-        _cache[token] = (min(now + CACHE_SECONDS, caller.expires_at), caller, principal)
+        callers.remember(token, caller, principal, min(now + CACHE_SECONDS, caller.expires_at))
     access = Access(caller, principal, token)
     access.break_glass_reason = request.headers.get(BREAK_GLASS_REASON)
     patient = request.headers.get(BREAK_GLASS_PATIENT)

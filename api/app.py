@@ -13,7 +13,7 @@ from api import errors, oauth
 from api.audit import AuditTrail
 from api.fastpath import FastRead
 from api.http import FHIR_PREFIX, check_accept
-from api.routes import careplans, record, search, system
+from api.routes import careplans, record, risk, search, system
 from api.settings import Settings
 from consent import context as access_context
 from consent.audit import AuditLog
@@ -55,12 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     oauth.install(app)
     app.add_middleware(FastRead)
+    app.add_middleware(errors.CatchAll)  # a 500 answered here keeps the connection open
     app.add_middleware(AuditTrail)  # outermost: it sees every answer, the fast path's too
     # The authorisation server first: /fhir/.well-known/... must not reach [type]/[id].
     app.include_router(oauth.router)
     careplans.install(app)  # its operations before Patient/[id]/[type]; the CarePlan rules
     # Order matters: fixed paths (metadata, _history, _search) before [type]/[id].
-    for routes in (system.router, search.router, record.router):
+    for routes in (system.router, search.router, risk.router, record.router):
         app.include_router(routes, prefix=FHIR_PREFIX, dependencies=[Depends(check_accept)])
     web.install(app)  # the people's pages (/portal/...): clients of the FHIR API above
     return app

@@ -10,6 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.access import AccessDep
+from api.repository import Repository
 from api.settings import Settings
 from fhir.db import Database
 
@@ -24,3 +26,11 @@ async def get_settings(request: Request) -> Settings:
 
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_repository(access: AccessDep, db: DbDep) -> Repository:
+    """The request's one door to the record (api/repository.py)."""
+    return Repository(access, db)
+
+
+RepositoryDep = Annotated[Repository, Depends(get_repository)]

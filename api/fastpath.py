@@ -5,22 +5,20 @@ This ASGI middleware answers the plain case (no query string, a JSON-compatible 
 the resource present) without routing, dependencies or a SQLAlchemy round trip; every other
 case, including every error, falls through to the normal routes, so behaviour is the same.
 It answers only for a token verified lately and a patient the policy has decided on lately
-for this principal (api/access.py keeps both briefly), with the same decision
-(`consent.policy.decide`); anything else, a refusal included, takes the full path. The audit
+for this principal (api/callers.py keeps both briefly), with the request guard's own rules
+(`RequestGuard.settled_read`: the token's scopes and `consent.policy.decide`); anything they
+do not settle at once, a refusal included, takes the full path. The audit
 middleware around it records the read.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from api import access
+from api import access, callers
+from api.guard import RequestGuard
 from api.http import FHIR_PREFIX, accept_ok
-from consent import policy
-from consent.principals import AccessContext
 from fhir import store
-from fhir.errors import FhirError
 from fhir.interactions import ID_PATTERN
 from fhir.registry import registry
 
@@ -53,31 +51,18 @@ class FastRead:
             elif name.startswith(b"x-break-glass"):
                 return False  # emergency access: the full path audits and alerts
         db = scope["app"].state.db
-        known = access.cached(token) if token else None
+        known = callers.cached(token) if token else None
         if db.raw_pool is None or known is None:
             return False  # no token, or one not yet verified: the full path decides
         grant = access.Access(*known, token=token)
-        try:
-            context = grant.scope_context(type_, "read")
-            confined = grant.launch_patient(context)
-        except FhirError:
+        guard = RequestGuard(grant)
+        if not guard.may_ask(type_):
             return False
         stored = await store.read_current_raw(db.raw_pool, type_, id_)
         if stored is None or stored.deleted or stored.content is None:
             return False
-        meta = access.meta_of(stored)
-        pid = meta.patient_id
-        if confined is not None and pid != confined:
-            return False
-        ctx = AccessContext(grant.principal, time.time())
-        if pid is not None:
-            facts = access.known_facts(grant.principal, pid)
-            if facts is None:
-                return False  # not decided for this patient lately: the full path resolves
-            ctx.facts[pid] = facts
-            grant.patients.add(pid)
-        if not policy.decide(ctx, "read", type_, meta):
-            return False  # the full path answers the refusal (and audits its reason)
+        if not guard.settled_read(stored):
+            return False  # the full path decides (and audits a refusal with its reason)
         scope.setdefault("state", {})["access"] = grant
         body = stored.content.encode()
         await send({"type": "http.response.start", "status": 200, "headers": [

@@ -16,16 +16,17 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi import Request  # noqa: E402
 
-from api import access  # noqa: E402
+from api import access, callers  # noqa: E402
 from api import audit as api_audit  # noqa: E402
 from api.app import create_app  # noqa: E402
+from api.deps import get_repository  # noqa: E402
+from api.repository import Repository  # noqa: E402
 from consent import consents  # noqa: E402
 from consent.principals import Kind, PatientFacts, Principal  # noqa: E402
 from consent.scopes import parse  # noqa: E402
@@ -35,25 +36,35 @@ PRINCIPAL = Principal(Kind.SYSTEM, "Device/open-bench")
 CALLER = Caller(kind="system", subject="open-bench", scopes=parse("system/*.cruds"),
                 client_id="open-bench", expires_at=float("inf"))
 OPEN_FACTS = PatientFacts(frozenset(), consents.EVERYTHING)
-NO_GUARD = SimpleNamespace(visible=None)
 
 
-class OpenAccess(access.Access):
+class OpenRepository(Repository):
+    """The one door with no guard: every row visible, nothing checked."""
+
+    visible = None  # type: ignore[assignment]
+
     @asynccontextmanager
     async def guarding(self, conn: Any, *, write: bool = False,
                        search: bool = False) -> AsyncIterator[Any]:
-        yield NO_GUARD
+        yield self
 
 
 async def open_authenticate(request: Request) -> access.Access:
-    grant = OpenAccess(CALLER, PRINCIPAL, audited=True, scope=request.scope)
+    grant = access.Access(CALLER, PRINCIPAL, audited=True, scope=request.scope)
     request.state.access = grant
     return grant
 
 
-access.cached = lambda token: (CALLER, PRINCIPAL)  # the fast path: any token will do
-access.known_facts = lambda principal, patient_id: OPEN_FACTS
+callers.cached = lambda token: (CALLER, PRINCIPAL)  # the fast path: any token will do
+callers.known_facts = lambda principal, patient_id: OPEN_FACTS
 api_audit.AuditTrail._submit = staticmethod(lambda scope, status: None)  # type: ignore[method-assign]
 
 app = create_app()
 app.dependency_overrides[access.authenticate] = open_authenticate
+
+
+async def open_repository(request: Request) -> Repository:
+    return OpenRepository(await open_authenticate(request), request.app.state.db)
+
+
+app.dependency_overrides[get_repository] = open_repository

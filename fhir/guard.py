@@ -1,8 +1,8 @@
 """The access guard of the request being served, for the storage and search layers.
 
 `fhir/` knows nothing of tokens, roles or Consents (DESIGN.md: consent/ decides). The API
-layer builds a `Guard` for each request from its principal (api/access.py, with
-consent/policy.py) and installs it with `guarding()`. Then:
+layer's per-request repository is the `Guard` (api/repository.py, api/guard.py, deciding
+with consent/door.py) and installs itself with `guarding()`. Then:
 - every write (`fhir.store.insert`, `replace`, `mark_deleted`), whether a plain interaction,
   a conditional one or an entry of a Bundle, asks `check_write` before it changes anything,
   with the patient the resource belongs to before and after;
@@ -14,6 +14,9 @@ consent/policy.py) and installs it with `guarding()`. Then:
 Without a guard (the storage tests, the migrations, the server's own jobs) nothing is
 filtered: the API never serves a request without one. `prepare` and `check_write` also apply
 the resource type's own write rules (fhir/writerules.py), guard or not.
+
+Left for later (issue 9): the guard is found here through a context variable; the store and
+interactions should take it as an explicit argument from the repository instead.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 
-from api.access import Access, AccessDep, AccessGuard, entered_by
+from api.access import Access, AccessDep
 from api.deps import DbDep, SettingsDep
+from api.guard import RequestGuard, entered_by
 from api.http import FHIR_PREFIX, check_accept, fhir_response, read_json, resource_response
 from careplans.plans import contribute as contributions
 from careplans.plans import draft, model, record
@@ -65,11 +66,12 @@ class ContributionGuard:
     Goals of this patient and the next version of this plan, on the caller's behalf (the
     policy lets patients write only what they entered, and a plan is the clinicians')."""
 
-    def __init__(self, inner: AccessGuard, access: Access, plan: Stored) -> None:
+    def __init__(self, inner: RequestGuard, access: Access, plan: Stored) -> None:
         self.inner, self.access, self.plan = inner, access, plan
 
-    def visible(self, row: Any, resource_type: str | None) -> Any:
-        return self.inner.visible(row, resource_type)
+    @property
+    def visible(self) -> Any:
+        return self.inner.visible
 
     async def check_read(self, conn: Any, interaction: str, stored: Stored) -> None:
         await self.inner.check_read(conn, interaction, stored)

@@ -1,6 +1,7 @@
 """Instance and type interactions: read, vread, create, update, patch, delete (and conditional).
 
-Routes parse the request and hand over to `fhir.interactions`; nothing here knows SQL.
+Routes parse the request, call the request's repository (api/repository.py) and respond;
+nothing here knows SQL or access rules.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from api.access import AccessDep
-from api.deps import DbDep, SettingsDep
+from api.deps import RepositoryDep, SettingsDep
 from api.http import if_match, outcome_response, read_json, resource_response
 from fhir import interactions
 from fhir.errors import BadRequest, NotFound
@@ -33,28 +33,22 @@ def criteria(request: Request) -> list[tuple[str, str]]:
 
 
 @router.get("/{type_}/{id_}")
-async def read(type_: str, id_: str, request: Request, db: DbDep,
-               access: AccessDep) -> Response:
+async def read(type_: str, id_: str, request: Request, repo: RepositoryDep) -> Response:
     known_type(type_)
-    access.scope_context(type_, "read")  # before the lookup: a 403 must not mean "it exists"
-    async with db.read() as conn, access.guarding(conn):
-        stored = await interactions.read(conn, type_, id_)
+    stored = await repo.read(type_, id_)
     return resource_response(request, stored)
 
 
 @router.get("/{type_}/{id_}/_history/{vid}")
-async def vread(type_: str, id_: str, vid: str, request: Request, db: DbDep,
-               access: AccessDep) -> Response:
+async def vread(type_: str, id_: str, vid: str, request: Request, repo: RepositoryDep) -> Response:
     known_type(type_)
-    access.scope_context(type_, "read")
-    async with db.read() as conn, access.guarding(conn):
-        stored = await interactions.vread(conn, type_, id_, vid)
+    stored = await repo.vread(type_, id_, vid)
     return resource_response(request, stored)
 
 
 @router.post("/{type_}")
-async def create(type_: str, request: Request, db: DbDep, settings: SettingsDep,
-                 access: AccessDep) -> Response:
+async def create(type_: str, request: Request, settings: SettingsDep,
+                 repo: RepositoryDep) -> Response:
     known_type(type_)
     body = await read_json(request, settings.max_body_bytes)
     header = request.headers.get("if-none-exist")
@@ -63,29 +57,27 @@ async def create(type_: str, request: Request, db: DbDep, settings: SettingsDep,
     if header is not None and not condition:
         raise BadRequest("If-None-Exist is empty; give search criteria such as "
                          "identifier=system|value.")
-    async with db.write() as conn, access.guarding(conn, write=True,
-                                                           search=condition is not None):
-        result = await interactions.create(conn, type_, body, condition)
+    result = await repo.write(lambda conn: interactions.create(conn, type_, body, condition),
+                              search=condition is not None)
     assert result.stored is not None
     return resource_response(request, result.stored, result.status, result.message,
                              location=True)
 
 
 @router.put("/{type_}/{id_}")
-async def update(type_: str, id_: str, request: Request, db: DbDep,
-                 settings: SettingsDep, access: AccessDep) -> Response:
+async def update(type_: str, id_: str, request: Request, settings: SettingsDep,
+                 repo: RepositoryDep) -> Response:
     known_type(type_)
     body = await read_json(request, settings.max_body_bytes)
     version = if_match(request)
-    async with db.write() as conn, access.guarding(conn, write=True):
-        result = await interactions.update(conn, type_, id_, body, version)
+    result = await repo.write(lambda conn: interactions.update(conn, type_, id_, body, version))
     assert result.stored is not None
     return resource_response(request, result.stored, result.status, location=True)
 
 
 @router.put("/{type_}")
-async def conditional_update(type_: str, request: Request, db: DbDep,
-                             settings: SettingsDep, access: AccessDep) -> Response:
+async def conditional_update(type_: str, request: Request, settings: SettingsDep,
+                             repo: RepositoryDep) -> Response:
     known_type(type_)
     params = criteria(request)
     if not params:
@@ -93,43 +85,56 @@ async def conditional_update(type_: str, request: Request, db: DbDep,
                          f"(PUT /{type_}/[id]).")
     body = await read_json(request, settings.max_body_bytes)
     version = if_match(request)
-    async with db.write() as conn, access.guarding(conn, write=True, search=True):
-        result = await interactions.conditional_update(conn, type_, params, body, version)
+    result = await repo.write(lambda conn: interactions.conditional_update(
+        conn, type_, params, body, version), search=True)
     assert result.stored is not None
     return resource_response(request, result.stored, result.status, location=True)
 
 
 @router.patch("/{type_}/{id_}")
-async def patch(type_: str, id_: str, request: Request, db: DbDep,
-                settings: SettingsDep, access: AccessDep) -> Response:
+async def patch(type_: str, id_: str, request: Request, settings: SettingsDep,
+                repo: RepositoryDep) -> Response:
     known_type(type_)
     operations = await read_json(request, settings.max_body_bytes, patch=True)
     version = if_match(request)
-    async with db.write() as conn, access.guarding(conn, write=True):
-        result = await interactions.patch(conn, type_, id_, operations, version)
+    result = await repo.write(lambda conn: interactions.patch(conn, type_, id_, operations,
+                                                             version))
+    assert result.stored is not None
+    return resource_response(request, result.stored, result.status, location=True)
+
+
+@router.patch("/{type_}")
+async def conditional_patch(type_: str, request: Request, settings: SettingsDep,
+                            repo: RepositoryDep) -> Response:
+    known_type(type_)
+    params = criteria(request)
+    if not params:
+        raise BadRequest(f"PATCH /{type_} needs search criteria (conditional patch) or an id "
+                         f"(PATCH /{type_}/[id]).")
+    operations = await read_json(request, settings.max_body_bytes, patch=True)
+    version = if_match(request)
+    result = await repo.write(lambda conn: interactions.conditional_patch(
+        conn, type_, params, operations, version), search=True)
     assert result.stored is not None
     return resource_response(request, result.stored, result.status, location=True)
 
 
 @router.delete("/{type_}/{id_}")
-async def delete(type_: str, id_: str, request: Request, db: DbDep,
-               access: AccessDep) -> Response:
+async def delete(type_: str, id_: str, request: Request, repo: RepositoryDep) -> Response:
     known_type(type_)
     version = if_match(request)
-    async with db.write() as conn, access.guarding(conn, write=True):
-        result = await interactions.delete(conn, type_, id_, version)
+    result = await repo.write(lambda conn: interactions.delete(conn, type_, id_, version))
     headers = {"ETag": result.stored.etag} if result.stored else None
     return outcome_response(200, result.message or "Deleted.", headers=headers)
 
 
 @router.delete("/{type_}")
-async def conditional_delete(type_: str, request: Request, db: DbDep,
-               access: AccessDep) -> Response:
+async def conditional_delete(type_: str, request: Request, repo: RepositoryDep) -> Response:
     known_type(type_)
     params = criteria(request)
     if not params:
         raise BadRequest(f"DELETE /{type_} needs search criteria; to delete one resource use "
                          f"DELETE /{type_}/[id].")
-    async with db.write() as conn, access.guarding(conn, write=True, search=True):
-        result = await interactions.conditional_delete(conn, type_, params)
+    result = await repo.write(lambda conn: interactions.conditional_delete(conn, type_, params),
+                              search=True)
     return outcome_response(200, result.message or "Deleted.")

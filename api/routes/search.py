@@ -2,51 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.access import Access, AccessDep
-from api.deps import DbDep, SettingsDep
+from api.deps import RepositoryDep, SettingsDep
 from api.http import FHIR_JSON, base_url, fhir_response, prefer
+from api.repository import Repository
 from api.routes.record import known_type
-from fhir import bundles, everything, interactions, search
+from fhir import bundles, search
 from fhir.dates import BadDate, date_range
 from fhir.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
-from fhir.search import compartment
 
 router = APIRouter()
 
 
-async def _search(request: Request, db: DbDep, access: Access, type_: str,
-                  params: list[tuple[str, str]]) -> Response:
+async def _search(request: Request, repo: Repository, type_: str,
+                  params: list[tuple[str, str]], patient: str | None = None) -> Response:
     lenient = prefer(request, "handling") == "lenient"
-    access.scope_context(type_, "search", params)
-    async with db.read() as conn, access.guarding(conn, search=True) as guard:
-        query = search.parse(type_, params, lenient=lenient, visible=guard.visible)
-        page = await search.run(conn, query)
+    page, query = await repo.search(type_, params, lenient=lenient, patient=patient)
     return fhir_response(bundles.searchset(base=base_url(request), page=page, query=query))
 
 
 @router.get("/_history")
-async def history_system(request: Request, db: DbDep, access: AccessDep) -> Response:
-    return await _history(request, db, access, None, None, "_history")
+async def history_system(request: Request, repo: RepositoryDep) -> Response:
+    return await _history(request, repo, None, None, "_history")
 
 
 @router.get("/{type_}")
-async def search_type(type_: str, request: Request, db: DbDep,
-                      access: AccessDep) -> Response:
+async def search_type(type_: str, request: Request, repo: RepositoryDep) -> Response:
     known_type(type_)
     params = parse_qsl(request.url.query, keep_blank_values=True)
-    return await _search(request, db, access, type_, params)
+    return await _search(request, repo, type_, params)
 
 
 @router.post("/{type_}/_search")
-async def search_post(type_: str, request: Request, db: DbDep,
-                      settings: SettingsDep, access: AccessDep) -> Response:
+async def search_post(type_: str, request: Request, settings: SettingsDep,
+                      repo: RepositoryDep) -> Response:
     known_type(type_)
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     if ctype and ctype != "application/x-www-form-urlencoded":
@@ -57,7 +50,7 @@ async def search_post(type_: str, request: Request, db: DbDep,
                               "bytes.")
     params = parse_qsl(request.url.query, keep_blank_values=True)
     params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return await _search(request, db, access, type_, params)
+    return await _search(request, repo, type_, params)
 
 
 def _history_params(request: Request) -> tuple[float | None, int, int | None]:
@@ -80,17 +73,10 @@ def _history_params(request: Request) -> tuple[float | None, int, int | None]:
     return since, count if count is not None else search.DEFAULT_COUNT, before
 
 
-async def _history(request: Request, db: DbDep, access: Access, type_: str | None,
+async def _history(request: Request, repo: Repository, type_: str | None,
                    id_: str | None, path: str) -> Response:
     since, count, before = _history_params(request)
-    if type_ is not None:
-        access.scope_context(type_, "read" if id_ is not None else "search")
-    async with db.read() as conn, access.guarding(conn, search=id_ is None) as guard:
-        if id_ is not None and type_ is not None:
-            await interactions.read_any(conn, type_, id_)  # 404 unless the caller may see it
-        rows, after = await interactions.history(conn, type_=type_, id_=id_, since=since,
-                                                 count=count, before=before,
-                                                 visible=guard.visible)
+    rows, after = await repo.history(type_, id_, since=since, count=count, before=before)
     keep = [(k, v) for k, v in parse_qsl(request.url.query) if k in ("_since",)]
     query = urlencode(keep + [("_count", str(count))], safe=":")  # "+" in _since: %2B
     links = {"self": f"{path}?{query}"}
@@ -101,68 +87,35 @@ async def _history(request: Request, db: DbDep, access: Access, type_: str | Non
 
 
 @router.get("/{type_}/_history")
-async def history_type(type_: str, request: Request, db: DbDep,
-                       access: AccessDep) -> Response:
+async def history_type(type_: str, request: Request, repo: RepositoryDep) -> Response:
     known_type(type_)
-    return await _history(request, db, access, type_, None, f"{type_}/_history")
+    return await _history(request, repo, type_, None, f"{type_}/_history")
 
 
 @router.get("/{type_}/{id_}/_history")
-async def history_instance(type_: str, id_: str, request: Request, db: DbDep,
-                           access: AccessDep) -> Response:
+async def history_instance(type_: str, id_: str, request: Request,
+                           repo: RepositoryDep) -> Response:
     known_type(type_)
-    return await _history(request, db, access, type_, id_, f"{type_}/{id_}/_history")
+    return await _history(request, repo, type_, id_, f"{type_}/{id_}/_history")
 
 
 # Patient compartment routes: after /{type_}/{id_}/_history, which they would otherwise take.
 
 
 @router.get("/Patient/{id_}/$everything")
-async def patient_everything(id_: str, request: Request, db: DbDep,
-                             access: AccessDep) -> Response:
+async def patient_everything(id_: str, request: Request, repo: RepositoryDep) -> Response:
     """Patient/[id]/$everything, streamed: the Bundle is written while its rows are read."""
-    guard = access.guard()  # its filter reads the context resolved below, when it runs
-    query = everything.parse(id_, parse_qsl(request.url.query, keep_blank_values=True),
-                             visible=guard.visible)
-    if not query.types or "AuditEvent" not in query.types:
-        # The record, not the log of who read it (AuditEvent?patient=..., or _type=AuditEvent).
-        query.visible = lambda row, type_: sa.and_(guard.visible(row, type_),
-                                                  row.c.type != "AuditEvent")
-    access.scope_context("Patient", "read")
-    async with db.read() as conn, access.guarding(conn):
-        await interactions.read(conn, "Patient", id_)  # 404 unknown or unseen, 410 deleted
-    base = base_url(request)
-
-    async def body() -> AsyncIterator[bytes]:
-        async with db.read(snapshot=True) as conn:  # open until the last byte is written
-            await access.open_search(conn)
-            stop = await everything.next_page(conn, query)
-            links = {"self": query.link()}
-            if stop is not None:
-                links["next"] = query.link(stop)
-            async for chunk in bundles.searchset_stream(
-                    base=base, links=links, rows=everything.rows(conn, query, stop)):
-                yield chunk
-
-    return StreamingResponse(body(), media_type=FHIR_JSON)
+    params = parse_qsl(request.url.query, keep_blank_values=True)
+    body = await repo.everything(id_, params, base_url(request))
+    return StreamingResponse(body, media_type=FHIR_JSON)
 
 
 @router.get("/Patient/{id_}/{type_}")
-async def search_compartment(id_: str, type_: str, request: Request, db: DbDep,
-                             access: AccessDep) -> Response:
+async def search_compartment(id_: str, type_: str, request: Request,
+                             repo: RepositoryDep) -> Response:
     """Patient/[id]/[type]: the search of [type] within the patient's compartment."""
     if type_.startswith("$"):
         raise NotFound(f"Operation {type_} is not supported on Patient/[id] (try $everything).")
     known_type(type_)
-    restriction = compartment.condition(type_, id_)  # 400 when [type] is not in it
-    lenient = prefer(request, "handling") == "lenient"
     params = parse_qsl(request.url.query, keep_blank_values=True)
-    access.scope_context(type_, "search", [*params, ("patient", f"Patient/{id_}")])
-    if access.break_glass_reason is not None and access.break_glass_patient is None:
-        access.break_glass_patient = id_
-    async with db.read() as conn, access.guarding(conn, search=True) as guard:
-        await interactions.read(conn, "Patient", id_)  # 404 unknown or unseen, 410 deleted
-        query = search.parse(type_, params, lenient=lenient, visible=guard.visible)
-        query.path = f"Patient/{id_}/{type_}"
-        page = await search.run(conn, query, [restriction])
-    return fhir_response(bundles.searchset(base=base_url(request), page=page, query=query))
+    return await _search(request, repo, type_, params, patient=id_)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.access import AccessDep
-from api.deps import DbDep, SettingsDep
+from api.deps import RepositoryDep, SettingsDep
 from api.http import base_url, fhir_response, prefer, read_json
 from api.oauth import context as oauth_context
-from fhir import jsontext, transaction
+from fhir import jsontext
 from fhir.capability import capability_statement, smart_security
 from fhir.errors import BadRequest
 
@@ -37,23 +32,13 @@ async def metadata(request: Request) -> Response:
 
 @router.post("")
 @router.post("/")
-async def bundle(request: Request, db: DbDep, settings: SettingsDep,
-                 access: AccessDep) -> Response:
+async def bundle(request: Request, settings: SettingsDep, repo: RepositoryDep) -> Response:
     body = await read_json(request, settings.max_body_bytes)
     kind = body.get("type") if isinstance(body, dict) else None
     base = base_url(request)
     minimal = prefer(request, "return") == "minimal"  # entries without their resources
-    if kind == "transaction":
-        async with db.write() as conn, access.guarding(conn, write=True, search=True):
-            result = await transaction.transaction(conn, body, base, minimal)
-    elif kind == "batch":
-        @asynccontextmanager
-        async def entry() -> AsyncIterator[AsyncConnection]:  # each entry alone, guarded
-            async with db.write() as conn, access.guarding(conn, write=True, search=True):
-                yield conn
-
-        result = await transaction.batch(entry, body, base, minimal)
-    else:
+    if kind not in ("batch", "transaction"):
         raise BadRequest("POST to the base takes a Bundle of type 'batch' or 'transaction', "
                          f"not {kind!r}.", expression="Bundle.type")
+    result = await repo.bundle(body, base, minimal)
     return fhir_response(jsontext.dumps(result))

@@ -39,7 +39,7 @@ async def _forward(conn: AsyncConnection, frontier: list[Row], include: Include,
             .select_from(ref.join(target, sa.and_(target.c.type == ref.c.target_type,
                                                   target.c.id == ref.c.target_id)))
             .where(ref.c.rid.in_(rids), target.c.deleted.is_(False),
-                   *conditions(visible, target, include.target))
+                   *conditions(visible, target, include.target, read=True))
             .distinct().limit(limit))
     if include.param != "*":
         stmt = stmt.where(ref.c.param == include.param)
@@ -65,7 +65,7 @@ async def _reverse(conn: AsyncConnection, frontier: list[Row], include: Include,
             .where(source.c.type == include.source, source.c.deleted.is_(False),
                    ref.c.param.in_(_ref_params(include.source, include)),
                    sa.tuple_(ref.c.target_type, ref.c.target_id).in_(pairs),
-                   *conditions(visible, source, include.source))
+                   *conditions(visible, source, include.source, read=True))
             .distinct().limit(limit))
     return await sql.fetch_all(conn, stmt)  # type: ignore[return-value]
 

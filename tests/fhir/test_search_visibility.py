@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from consent import context
 from consent.policy import search_filter
 from consent.principals import Kind, Principal
-from fhir import everything, interactions, search
+from fhir import interactions, search
 from fhir.errors import NotFound
+from fhir.operations import everything
 from fhir.visibility import Visibility
 
 

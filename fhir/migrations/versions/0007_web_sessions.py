@@ -1,7 +1,7 @@
 """pages: server-side sessions of the back-end-for-front-end (web/sessions.py)
 
 Revision ID: 0007
-Revises: 0004 (on merge: the head before it, '0006')
+Revises: 0006
 Create Date: 2026-12-04
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0007'
-down_revision = '0004'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

@@ -203,7 +203,8 @@ def _build(start: bool, end: bool, types: bool, since: bool,
     window = _in_window(start, end)
 
     def keep(row: Any) -> Any:
-        return sa.and_(*([window(row)] if window else []), *conditions(visible, row, None))
+        return sa.and_(*([window(row)] if window else []),
+                       *conditions(visible, row, None, read=True))
 
     members = compartment.members(_PID, keep if window or visible else None).cte("members")
     ref = INDEX_TABLES["reference"].alias()
@@ -215,9 +216,11 @@ def _build(start: bool, end: bool, types: bool, since: bool,
                          target.c.patient_id.is_(None), target.c.deleted.is_(False)))
     ids = sa.union_all(sa.select(members.c.rid), referenced).subquery("everything")
     where = [resource.c.rid.in_(sa.select(ids.c.rid)), resource.c.deleted.is_(False),
-             resource.c.rid >= _FIRST, *conditions(visible, resource, None)]
+             resource.c.rid >= _FIRST, *conditions(visible, resource, None, read=True)]
     if types:
         where.append(resource.c.type.in_(_TYPES))
+    else:  # the record, not the log of who read it (AuditEvent?patient=, or _type=AuditEvent)
+        where.append(resource.c.type != "AuditEvent")
     if since:
         where.append(resource.c.last_updated >= _SINCE)
     boundary = (sa.select(resource.c.rid).where(*where).order_by(resource.c.rid)
