@@ -74,13 +74,13 @@ async def add_reading(request: Request) -> Response:
 
 
 async def _questionnaire(v: Visit, id_: str) -> Body | None:
-    """A Questionnaire by id. By search, not read: a read of a directory resource with a
-    patient token answers 404 today where the same search finds it (reported)."""
+    """A Questionnaire of the record (a directory resource any signed-in person may read)."""
     try:
-        found = await v.fhir.search("Questionnaire", [("_id", id_)])
-    except ApiError:
+        return await v.fhir.read("Questionnaire", id_)
+    except ApiError as exc:
+        if exc.status == 401:
+            raise
         return None
-    return found[0] if found else None
 
 
 @routes.get("/questionnaires/{id_}")
