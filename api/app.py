@@ -12,7 +12,7 @@ from api import errors, oauth
 from api.audit import AuditTrail
 from api.fastpath import FastRead
 from api.http import FHIR_PREFIX, check_accept
-from api.routes import careplans, record, search, system
+from api.routes import careplans, record, risk, search, system
 from api.settings import Settings
 from consent import context as access_context
 from consent.audit import AuditLog
@@ -59,6 +59,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oauth.router)
     careplans.install(app)  # its operations before Patient/[id]/[type]; the CarePlan rules
     # Order matters: fixed paths (metadata, _history, _search) before [type]/[id].
-    for routes in (system.router, search.router, record.router):
+    for routes in (system.router, search.router, risk.router, record.router):
         app.include_router(routes, prefix=FHIR_PREFIX, dependencies=[Depends(check_accept)])
     return app

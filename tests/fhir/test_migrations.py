@@ -11,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+import careplans.risk.models  # noqa: F401  (risk stratification tables, same metadata)
 import consent.oauth_schema  # noqa: F401  (the authorisation server's tables, same metadata)
 from fhir.db import Database
 from fhir.migrate import upgrade
