@@ -9,7 +9,8 @@ Views (searchset Bundles of Tasks in worklist order, filtered by what the caller
 `GET Task/$my-worklist[?date=]`, `GET Task/$team-unassigned[?date=]`,
 `GET Organization/[id]/$worklist[?date=]`; `GET Organization/[id]/$mdt-list?date=` (a List of
 the patients due for discussion), `GET Organization/[id]/$caseload[?date=]` (a Parameters
-per case manager and for the practice).
+per case manager and for the practice); `GET MeasureReport/$worklist-indicators[?practice=]
+[&date=]` (the quality indicators, indicators.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 
@@ -32,9 +34,11 @@ from api.http import (
     read_json,
     resource_response,
 )
-from careplans.worklist import events, states, sync, views
+from careplans.worklist import events, indicators, states, sync, views
+from consent.principals import Kind
 from fhir import capability, interactions, writerules
-from fhir.errors import BadRequest, Unprocessable
+from fhir.errors import BadRequest, Forbidden, Unprocessable
+from fhir.schema import resource
 
 router = APIRouter()
 OPERATION = "https://carenet.invalid/fhir/OperationDefinition/"
@@ -206,3 +210,33 @@ async def caseload(id_: str, request: Request, db: DbDep, access: AccessDep) -> 
         part("practice", f"Organization/{id_}", whole.get(id_, views.Load())),
         *(part("caseManager", owner, load) for owner, load in sorted(people.items()))]}
     return fhir_response(orjson.dumps(body))
+
+
+@router.get("/MeasureReport/$worklist-indicators")
+async def worklist_indicators(request: Request, db: DbDep, access: AccessDep) -> Response:
+    """The quality indicators (careplans/worklist/indicators.py) of the network, or of one
+    practice (`practice` = Organization id), as of `date`: a collection of MeasureReports.
+    Counts are aggregates; the drill-down Lists name only patients the caller may see."""
+    on = _day(request)
+    practice = request.query_params.get("practice")
+    if practice is not None:
+        practice = practice.removeprefix("Organization/")
+    if access.principal.kind not in (Kind.STAFF, Kind.SYSTEM):
+        raise Forbidden("Quality indicators are for the network's staff and services.")
+    access.scope_context("Patient", "search")
+    async with db.read() as conn, access.guarding(conn, search=True) as guard:
+        if practice is not None:
+            await interactions.read(conn, "Organization", practice)
+        found = await indicators.compute(conn, practice, on)
+        people = sorted({p for i in found if i.code != "follow-up-in-2-days"
+                         for p in i.population})
+        visible: set[str] = set()
+        for start in range(0, len(people), 5000):
+            rows = await conn.execute(sa.select(resource.c.id).where(
+                resource.c.type == "Patient", resource.c.id.in_(people[start:start + 5000]),
+                guard.visible(resource, "Patient")))
+            visible.update(rows.scalars())
+    reports = [indicators.report(i, practice, on, visible) for i in found]
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": rep} for rep in reports]}
+    return fhir_response(orjson.dumps(bundle))
