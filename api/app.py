@@ -12,7 +12,7 @@ from api import errors, oauth
 from api.audit import AuditTrail
 from api.fastpath import FastRead
 from api.http import FHIR_PREFIX, check_accept
-from api.routes import careplans, record, risk, search, system, worklist
+from api.routes import careplans, cds, record, risk, search, system, worklist
 from api.settings import Settings
 from careplans.worklist.events import Worker
 from consent import context as access_context
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oauth.router)
     careplans.install(app)  # its operations before Patient/[id]/[type]; the CarePlan rules
     worklist.install(app)  # Task operations and views; the Task and Encounter rules
+    app.include_router(cds.router)  # CDS Hooks: /cds-services (outside the FHIR base)
     # Order matters: fixed paths (metadata, _history, _search) before [type]/[id].
     for routes in (system.router, search.router, risk.router, record.router):
         app.include_router(routes, prefix=FHIR_PREFIX, dependencies=[Depends(check_accept)])

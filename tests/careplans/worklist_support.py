@@ -10,8 +10,13 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from careplans.risk.assessment import ADMISSION, BAND_SYSTEM, FRAILTY, METHOD_SYSTEM
-from careplans.risk.assessment import RISK_PROBABILITY
+from careplans.risk.assessment import (
+    ADMISSION,
+    BAND_SYSTEM,
+    FRAILTY,
+    METHOD_SYSTEM,
+    RISK_PROBABILITY,
+)
 from careplans.worklist.facts import REFERRAL_CATEGORY
 from careplans.worklist.models import WorklistItem
 from tests.api.support import create
