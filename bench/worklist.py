@@ -147,7 +147,8 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
 
 async def claim_for_a_case_manager(db: object, n: int) -> None:
     """Set-up for "my worklist": a case manager (SDS R0600) of the practice with the most
-    open unassigned items claims `n` of them, through the write path ($claim's steps)."""
+    open unassigned items (or of its network) claims `n` of them, through the write path
+    ($claim's steps)."""
     import orjson
     import sqlalchemy as sa
 
@@ -161,9 +162,10 @@ async def claim_for_a_case_manager(db: object, n: int) -> None:
             "GROUP BY team ORDER BY count(*) DESC LIMIT 1"))).scalar()
         role = (await conn.execute(sa.text(
             "SELECT id FROM resource WHERE type = 'PractitionerRole' AND "
-            "content->'organization'->>'reference' = :org AND "
+            "content->'organization'->>'reference' IN (:org, (SELECT content->'partOf'->>"
+            "'reference' FROM resource WHERE type = 'Organization' AND id = :team)) AND "
             "content::text LIKE '%R0600%' ORDER BY id LIMIT 1"),
-            {"org": f"Organization/{team}"})).scalar()
+            {"org": f"Organization/{team}", "team": team})).scalar()
         if role is None:
             return
         ids = (await conn.execute(sa.text(

@@ -152,8 +152,11 @@ async def my_worklist(request: Request, db: DbDep, access: AccessDep) -> Respons
 
 @router.get("/Task/$team-unassigned")
 async def team_unassigned(request: Request, db: DbDep, access: AccessDep) -> Response:
-    """Open items of the caller's practice(s) that nobody owns yet."""
-    teams = [o.partition("/")[2] for o in access.principal.organizations]
+    """Open items that nobody owns yet of the caller's practice, or of the practices of the
+    caller's network (Organization.partOf: network case managers work for several)."""
+    mine = [o.partition("/")[2] for o in access.principal.organizations]
+    async with db.read() as conn:
+        teams = mine + await views.member_practices(conn, mine)
     return await _bundle(request, db, access, lambda: views.unassigned(teams))
 
 

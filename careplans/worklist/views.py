@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from careplans.worklist.models import WorklistItem
-from fhir.schema import resource
+from fhir.schema import resource, sp_reference
 
 items = WorklistItem.__table__
 LIMIT = 500
@@ -46,6 +47,19 @@ def mine(references: frozenset[str]) -> list[sa.ColumnElement]:
 
 def unassigned(teams: list[str]) -> list[sa.ColumnElement]:
     return [items.c.owner.is_(None), items.c.team.in_(teams)]
+
+
+async def member_practices(conn: AsyncConnection, orgs: list[str]) -> list[str]:
+    """The Organizations that are part of any of `orgs` (a network's practices)."""
+    if not orgs:
+        return []
+    rows = await conn.execute(
+        sa.select(resource.c.id).join_from(resource, sp_reference,
+                                           sp_reference.c.rid == resource.c.rid)
+        .where(resource.c.type == "Organization", resource.c.deleted.is_(False),
+               sp_reference.c.param == "partof", sp_reference.c.target_type == "Organization",
+               sp_reference.c.target_id.in_(orgs)))
+    return list(rows.scalars())
 
 
 def practice(org_id: str) -> list[sa.ColumnElement]:
@@ -88,8 +102,6 @@ async def mdt(conn: AsyncConnection, team: str, on: date, visible: Any
                         visible, limit=5000)
     order: list[str] = []
     reasons: dict[str, list[str]] = {}
-    import orjson
-
     for pid, content in found:
         if pid not in reasons:
             order.append(pid)

@@ -10,6 +10,8 @@ import httpx
 import pytest
 
 from careplans.worklist.build import build
+from consent import context
+from tests.api.support import create
 from tests.careplans import records as r
 from tests.careplans import worklist_support as w
 from tests.careplans.worklist_support import AS_OF
@@ -126,3 +128,23 @@ async def test_caseload_per_case_manager_and_practice(client: httpx.AsyncClient,
     [mine] = [p for p in parts if p["name"] == "caseManager"]
     assert mine["part"][0]["valueReference"]["reference"] == f"PractitionerRole/{t.cm_role}"
     assert counts(mine) == (2, 1, 1)
+
+
+async def test_a_network_case_manager_sees_its_practices_unassigned_items(
+        app: Any, client: httpx.AsyncClient, team: Any, tag: str) -> None:
+    t = team
+    network = await create(client, {"resourceType": "Organization", "name": f"Net {tag}"})
+    practice = (await client.get(f"/Organization/{t.org}")).json()
+    practice["partOf"] = {"reference": f"Organization/{network['id']}"}
+    assert (await client.put(f"/Organization/{t.org}", json=practice)).status_code == 200
+    prac, _ = await w.staff(client, network["id"], "R0600")
+    as_network = bearer(await mint(app, sub=f"Practitioner/{prac}",
+                                   fhir_user=f"Practitioner/{prac}", scope="user/*.cruds"))
+    # the practice's queue is theirs to see only where they reach the patient (access
+    # control, as everywhere): none yet; then they join one patient's care team
+    assert await ids(client, "/Task/$team-unassigned", as_network) == []
+    await create(client, {"resourceType": "CareTeam", "status": "active",
+                          "subject": {"reference": f"Patient/{t.patients[2]}"},
+                          "participant": [{"member": {"reference": f"Practitioner/{prac}"}}]})
+    context.forget_reaches()  # their list of patients is cached for a few seconds
+    assert await ids(client, "/Task/$team-unassigned", as_network) == [t.tasks[2]]
