@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="the day to assess on (default: today, UTC)")
     strat.add_argument("--full", action="store_true",
                        help="everyone, not only patients whose record changed")
-    strat.add_argument("--batch", type=int, default=2000, help="patients per batch")
+    strat.add_argument("--batch", type=int, default=1000,
+                       help="patients written per transaction (default 1000)")
     strat.add_argument("--quiet", action="store_true", help="no progress bar")
     work = commands.add_parser("worklist", help="case management worklists")
     work_commands = work.add_subparsers(dest="action", required=True)

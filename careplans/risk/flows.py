@@ -40,7 +40,7 @@ from fhir.index import compartment_patient, extract
 from fhir.registry import registry
 from fhir.schema import resource as resource_table
 
-BATCH = 2000  # patients written per transaction
+BATCH = 1000  # patients written per transaction
 # Transactions writing at once: while one waits for the database, the next builds its
 # resources (two cores: Python on one, PostgreSQL on the other). SQLite writes one at a time.
 WRITERS = 2
@@ -114,18 +114,20 @@ async def write_outcomes(conn: AsyncConnection, found: list[Outcome], as_of: dat
     new_states, old_states = [], []
     created: set[str] = set()
     updated: set[str] = set()
-    # Which exist already (normally those with a state): one indexed lookup for the batch.
-    stored = set((await conn.execute(sa.select(resource_table.c.id).where(
-        resource_table.c.type == "RiskAssessment",
-        resource_table.c.id.in_([k[1] for k in keys])))).scalars())
+    # The current versions of those that exist (normally those with a state), locked for
+    # the update: one indexed lookup for the batch instead of a read each.
+    r = resource_table.c
+    stored = {row.id: store.Stored(*row) for row in await conn.execute(
+        sa.select(r.rid, r.type, r.id, r.version, r.last_updated, r.deleted, r.content,
+                  r.patient_id, r.security)
+        .where(r.type == "RiskAssessment", r.id.in_([k[1] for k in keys])).with_for_update())}
     async with pending.batched(conn):
         for outcome, (_, id_) in zip(todo, keys, strict=True):
             state = held.get((outcome.patient_id, outcome.method))
             previous = orjson.loads(state.summary) if state is not None else None
             change = changes(previous, state.as_of if state is not None else None, outcome)
             body = resource(outcome, as_of, change)
-            current = (await store.read_current(conn, "RiskAssessment", id_, for_update=True)
-                       if id_ in stored else None)
+            current = stored.get(id_)
             version = 1
             if current is None and bulk:
                 rows = extract(body, reg)
@@ -185,7 +187,10 @@ async def _patients(db: Database, as_of: date, practice: str | None, full: bool,
         wanted |= set(due.scalars())
         if not wanted:
             return [], watermark, False
-        # In the database's order (queries.load reads many by the range of their ids).
+        if len(wanted) <= queries.RANGE_READ:  # read by the list of their ids
+            found = await conn.execute(scope.where(resource_table.c.id.in_(sorted(wanted))))
+            return sorted(found.scalars()), watermark, False
+        # Many: in the database's order (queries.load reads them by the range of their ids).
         ordered = (await conn.execute(scope.order_by(sa.text("1")))).scalars()
         return [i for i in ordered if i in wanted], watermark, False
 

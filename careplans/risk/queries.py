@@ -197,9 +197,11 @@ async def changed_since(conn: AsyncConnection, watermark: float) -> set[str]:
 
 async def newest_change(conn: AsyncConnection) -> float:
     """The newest `last_updated` of any evidence (the watermark of a run starting now)."""
-    found = await conn.execute(sa.select(sa.func.max(resource.c.last_updated))
-                               .where(resource.c.type.in_(EVIDENCE_TYPES)))
-    return found.scalar() or 0.0
+    # One max per type: each the last entry of the (type, last_updated) index.
+    found = await conn.execute(sa.select(*(
+        sa.select(sa.func.max(resource.c.last_updated)).where(resource.c.type == t)
+        .scalar_subquery() for t in EVIDENCE_TYPES)))
+    return max((v for v in found.one() if v is not None), default=0.0)
 
 
 def batches(ids: Iterable[str], size: int) -> Iterable[list[str]]:
