@@ -64,6 +64,7 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     from fhir.migrate import upgrade
 
     url = f"{PG}/{args.db}"
+    events.register_rules()
     db = Database(url)
     out: dict[str, object] = {}
     try:

@@ -73,6 +73,7 @@ async def _worklist(args: argparse.Namespace) -> int:
     from fhir.db import Database
     from fhir.migrate import upgrade
 
+    events.register_rules()
     db = Database(Settings().database_url)
     bar = tqdm(total=0, unit="items", file=sys.stderr, disable=args.quiet)
 

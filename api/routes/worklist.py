@@ -34,9 +34,9 @@ from api.http import (
     read_json,
     resource_response,
 )
-from careplans.worklist import events, indicators, states, sync, views
+from careplans.worklist import events, indicators, states, tasks, views
 from consent.principals import Kind
-from fhir import capability, interactions, writerules
+from fhir import capability, interactions
 from fhir.errors import BadRequest, Forbidden, Unprocessable
 from fhir.schema import resource
 
@@ -47,8 +47,7 @@ ACTIONS = ("claim", "assign", "start", "complete", "defer", "escalate", "cancel"
 
 def install(app: FastAPI) -> None:
     """The worklist routes (before the generic [type]/[id] ones) and write rules."""
-    writerules.register("Task", sync.RULE)
-    writerules.register("Encounter", events.RULE)
+    events.register_rules()
     for action in ACTIONS:
         capability.add_operation("Task", action, OPERATION + f"worklist-{action}")
     app.include_router(router, prefix=FHIR_PREFIX, dependencies=[Depends(check_accept)])
@@ -107,7 +106,7 @@ async def work(id_: str, action: str, request: Request, db: DbDep, settings: Set
         stored = await interactions.read(conn, "Task", id_)  # 404 unknown or unseen
         assert stored.content is not None
         task = orjson.loads(stored.content)
-        if sync.tasks.item_key(task) is None:
+        if tasks.item_key(task) is None:
             raise Unprocessable(f"Task/{id_} is not a worklist item.")
         new = step(task)
         result = await interactions.update(conn, "Task", id_, new, stored.version)

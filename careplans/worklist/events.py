@@ -71,6 +71,17 @@ class EncounterEvents:
 RULE = EncounterEvents()
 
 
+def register_rules() -> None:
+    """Plug the worklist's write rules into the store (fhir/writerules.py): the Task state
+    machine and item sync, and the Encounter outbox. The server does it at start-up; so must
+    any other process that writes Tasks or Encounters (the command line, benchmarks)."""
+    from careplans.worklist import sync
+    from fhir import writerules
+
+    writerules.register("Task", sync.RULE)
+    writerules.register("Encounter", RULE)
+
+
 def today() -> date:
     return datetime.now(UTC).date()
 
