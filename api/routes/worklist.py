@@ -5,7 +5,8 @@ control, the Task write rule (state machine, item row) and the audit all apply):
 `POST Task/[id]/$claim`, `$assign` (owner), `$start`, `$complete` (outcome), `$defer` (due,
 reason), `$escalate` (owner, reason), `$cancel` (reason); inputs as a FHIR `Parameters` body.
 
-Views (searchset Bundles of Tasks in worklist order, filtered by what the caller may see):
+Views (searchset Bundles of Tasks in worklist order, filtered by what the caller may see,
+`_count` (20) a page with a `next` link while more follow):
 `GET Task/$my-worklist[?date=]`, `GET Task/$team-unassigned[?date=]`,
 `GET Organization/[id]/$worklist[?date=]`; `GET Organization/[id]/$mdt-list?date=` (a List of
 the patients due for discussion), `GET Organization/[id]/$caseload[?date=]` (a Parameters
@@ -125,11 +126,29 @@ def _day(request: Request) -> date:
                          expression="date") from None
 
 
+PAGE = 20  # items per page of a worklist view (`_count`, at most views.LIMIT)
+
+
+def _paging(request: Request) -> tuple[int, int]:
+    try:
+        count = int(request.query_params.get("_count", PAGE))
+        offset = int(request.query_params.get("_offset", 0))
+    except ValueError:
+        raise BadRequest("_count and _offset are whole numbers.") from None
+    if not 1 <= count <= views.LIMIT or offset < 0:
+        raise BadRequest(f"_count is 1 to {views.LIMIT}, and _offset 0 or more.")
+    return count, offset
+
+
 async def _bundle(request: Request, db: Any, access: Any, where: Callable[[], list]) -> Response:
+    """A page of worklist items as a searchset Bundle; `next` while more follow (offset
+    paging: the list is a working view, re-read as it changes)."""
     on = _day(request)
+    count, offset = _paging(request)
     access.scope_context("Task", "search")
     async with db.read() as conn, access.guarding(conn, search=True) as guard:
-        found = await views.tasks(conn, where(), on, guard.visible)
+        found = await views.tasks(conn, where(), on, guard.visible, count + 1, offset)
+    more, found = len(found) > count, found[:count]
     base = base_url(request)
     entries = []
     for pid, content in found:
@@ -138,8 +157,11 @@ async def _bundle(request: Request, db: Any, access: Any, where: Callable[[], li
         task = orjson.loads(content)
         entries.append({"fullUrl": f"{base}/Task/{task['id']}", "resource": task,
                         "search": {"mode": "match"}})
-    bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(entries),
-              "link": [{"relation": "self", "url": str(request.url)}], "entry": entries}
+    links = [{"relation": "self", "url": str(request.url)}]
+    if more:
+        links.append({"relation": "next", "url": str(request.url.include_query_params(
+            _count=count, _offset=offset + count))})
+    bundle = {"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries}
     return fhir_response(orjson.dumps(bundle))
 
 

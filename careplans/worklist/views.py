@@ -29,15 +29,17 @@ def _ordered(query: sa.Select, on: date) -> sa.Select:
 
 
 async def tasks(conn: AsyncConnection, where: list[sa.ColumnElement], on: date,
-                visible: Any, limit: int = LIMIT) -> list[tuple[str, str]]:
-    """(patient id, Task JSON text) of the open items matching `where`, in worklist order."""
+                visible: Any, limit: int = LIMIT, offset: int = 0) -> list[tuple[str, str]]:
+    """(patient id, Task JSON text) of the open items matching `where`, in worklist order
+    (`limit` of them after the first `offset`)."""
     query = (sa.select(resource.c.patient_id, sa.cast(resource.c.content, sa.Text))
              .join_from(items, resource, sa.and_(resource.c.type == "Task",
                                                  resource.c.id == items.c.task_id))
              .where(items.c.open.is_(True), resource.c.deleted.is_(False), *where))
     if visible is not None:
         query = query.where(visible(resource, "Task"))
-    return [(p, c) for p, c in await conn.execute(_ordered(query, on).limit(limit))]
+    return [(p, c) for p, c in await conn.execute(
+        _ordered(query, on).limit(limit).offset(offset))]
 
 
 def mine(references: frozenset[str]) -> list[sa.ColumnElement]:

@@ -11,7 +11,7 @@ import pytest
 
 from careplans.worklist.build import build
 from consent import context
-from tests.api.support import create
+from tests.api.support import create, outcome
 from tests.careplans import records as r
 from tests.careplans import worklist_support as w
 from tests.careplans.worklist_support import AS_OF
@@ -73,6 +73,15 @@ async def test_my_worklist_puts_overdue_first_then_priority_then_due(
     # before anything is overdue, priority decides first
     assert await ids(client, "/Task/$my-worklist?date=2026-09-02", t.as_cm) == [d, b, a, c]
     assert await ids(client, f"/Task/$my-worklist?date={MEETING}", t.as_stranger) == []
+    # a page at a time, in the same order
+    first = (await client.get(f"/Task/$my-worklist?date={MEETING}&_count=3",
+                              headers=t.as_cm)).json()
+    assert [e["resource"]["id"] for e in first["entry"]] == [b, a, d]
+    [nxt] = [link["url"] for link in first["link"] if link["relation"] == "next"]
+    rest = (await client.get(nxt, headers=t.as_cm)).json()
+    assert [e["resource"]["id"] for e in rest["entry"]] == [c]
+    assert [link["relation"] for link in rest["link"]] == ["self"]
+    outcome(await client.get("/Task/$my-worklist?_count=0", headers=t.as_cm), 400, "_count")
 
 
 async def test_team_unassigned_and_practice_lists(client: httpx.AsyncClient,
