@@ -81,6 +81,14 @@ async def test_indicators_of_a_practice(app: Any, client: httpx.AsyncClient, tag
     assert plan["reporter"] == {"reference": f"Organization/{t.org}"}
     assert plan["type"] == "subject-list"
 
+    # the network's report holds the practice's patients too (and others of the network)
+    network = by_code((await client.get(
+        f"/MeasureReport/$worklist-indicators?date={on.isoformat()}")).json())
+    whole = network["high-risk-with-plan"]
+    assert "reporter" not in whole and counts(whole)[0] >= 3
+    assert {f"Patient/{p}" for p in (h1, h2, h3)} <= listed(whole, "population")
+    assert f"Patient/{h1}" not in listed(whole, "numerator")
+
     # a GP elsewhere sees the counts, not who is in them; a patient gets none
     other = await r.practice(client, f"I{tag}")
     gp = await r.gp(client, other)
