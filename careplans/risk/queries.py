@@ -83,9 +83,67 @@ def _among(column: sa.ColumnElement, ids: list[str]) -> sa.ColumnElement:
     return column.in_(ids)
 
 
+def _tokens(conn: AsyncConnection, ids: list[str], types: tuple[str, ...],
+            token: tuple[sa.ColumnElement, ...], *columns: sa.ColumnElement,
+            entry: sa.ColumnElement | None = None) -> sa.Select:
+    """The entries of `types` of the patients `ids` with an index token (sp_token) meeting
+    `token`, and meeting `entry` (on the entry and its token): (rid, type, id, patient,
+    code, system, *columns).
+
+    Few patients on PostgreSQL: from the patients' references (index only) to each entry's
+    tokens (by rid) to the few entries that match (by rid); otherwise the planner hashes
+    whole tables (measured on 100,000 patients: 0.2-0.3 s instead of 1.5-2.3 s for a day's
+    2,000). Many patients, or SQLite: a plain join over the range of ids.
+    """
+    head = (resource.c.rid, resource.c.type, resource.c.id, resource.c.patient_id)
+    live = sa.and_(resource.c.deleted.is_(False), resource.c.type.in_(types))
+    if conn.dialect.name != "postgresql" or len(ids) > RANGE_READ:
+        return (sa.select(*head, sp_token.c.code, sp_token.c.system, *columns)
+                .join_from(resource, sp_token, sp_token.c.rid == resource.c.rid)
+                .where(_among(resource.c.patient_id, ids), live, *token,
+                       *(() if entry is None else (entry,))))
+    ref = sp_reference
+    rids = (sa.select(ref.c.rid).where(ref.c.param == "patient", ref.c.target_type == "Patient",
+                                       ref.c.target_id.in_(ids))
+            .cte("patient_rids").prefix_with("MATERIALIZED"))
+    each = (sa.select(sp_token.c.rid, sp_token.c.code, sp_token.c.system, sp_token.c.param)
+            .where(sp_token.c.rid == rids.c.rid, *token)
+            .offset(0)  # keeps the subquery per entry (not flattened into a hash join)
+            .lateral("each_token"))
+    found = (sa.select(each.c.rid, each.c.code, each.c.system, each.c.param)
+             .select_from(rids).join(each, sa.true())
+             .cte("tokens").prefix_with("MATERIALIZED"))
+    query = (sa.select(*head, found.c.code, found.c.system, *columns)
+             .select_from(found).join(resource, resource.c.rid == found.c.rid).where(live))
+    return query if entry is None else query.where(_retarget(entry, found))
+
+
+def _retarget(clause: sa.ColumnElement, rows: sa.CTE) -> sa.ColumnElement:
+    """`clause` with sp_token's columns read from `rows` instead."""
+    from sqlalchemy.sql import visitors
+
+    def swap(element: object) -> object | None:
+        if isinstance(element, sa.Column) and element.table is sp_token:
+            return rows.c[element.name]
+        return None
+
+    return visitors.replacement_traverse(clause, {}, swap)
+
+
 async def load(conn: AsyncConnection, patient_ids: list[str], as_of: date) -> dict[str, Facts]:
     """The Facts of each patient of `patient_ids` who exists, is not deleted and is alive.
     Many ids (more than RANGE_READ) must come in the database's order (ORDER BY id)."""
+    if conn.dialect.name != "postgresql":
+        return await _load(conn, patient_ids, as_of)
+    # These queries cost enough to be JIT-compiled, and compiling took longer than running
+    # them (measured: 0.7 s against 0.26 s for a day's emergency encounters at 100,000).
+    await conn.exec_driver_sql("SET jit = off")
+    found = await _load(conn, patient_ids, as_of)  # (if it fails, the session keeps jit off)
+    await conn.exec_driver_sql("RESET jit")
+    return found
+
+
+async def _load(conn: AsyncConnection, patient_ids: list[str], as_of: date) -> dict[str, Facts]:
     facts: dict[str, Facts] = {}
     wanted = set(patient_ids)
     died = _date("death-date")
@@ -104,21 +162,15 @@ async def load(conn: AsyncConnection, patient_ids: list[str], as_of: date) -> di
         return sa.and_(_among(resource.c.patient_id, ids), resource.c.deleted.is_(False))
 
     ids = patient_ids
-    coded = sa.select(resource.c.rid, resource.c.type, resource.c.id, resource.c.patient_id,
-                      sp_token.c.code, sp_token.c.system, *_status_columns(),
-                      _value().label("value"), _token("class").label("klass"))
-    coded = coded.join_from(resource, sp_token, sp_token.c.rid == resource.c.rid)
-    entries = await conn.execute(coded.where(
-        _live(ids), sp_token.c.code.in_(codes_of_interest()),
-        sa.or_(sa.and_(resource.c.type.in_(CODED_TYPES), sp_token.c.param == "code"),
-               sa.and_(resource.c.type == "Encounter", sp_token.c.param == "type"))))
-    emergency = await conn.execute(
-        sa.select(resource.c.rid, resource.c.type, resource.c.id, resource.c.patient_id,
-                  sa.literal(""), sa.null(), *_status_columns(), sa.null(),
-                  sp_token.c.code.label("klass"))
-        .join_from(resource, sp_token, sp_token.c.rid == resource.c.rid)
-        .where(_live(ids), resource.c.type == "Encounter", sp_token.c.param == "class",
-               sp_token.c.code == "EMER"))
+    entries = await conn.execute(_tokens(
+        conn, ids, (*CODED_TYPES, "Encounter"),
+        (sp_token.c.param.in_(("code", "type")), sp_token.c.code.in_(codes_of_interest())),
+        *_status_columns(), _value().label("value"), _token("class").label("klass"),
+        entry=sa.or_(sa.and_(resource.c.type.in_(CODED_TYPES), sp_token.c.param == "code"),
+                     sa.and_(resource.c.type == "Encounter", sp_token.c.param == "type"))))
+    emergency = await conn.execute(_tokens(
+        conn, ids, ("Encounter",), (sp_token.c.param == "class", sp_token.c.code == "EMER"),
+        *_status_columns(), sa.null(), sa.literal("EMER")))
     since = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC).timestamp() - 366 * 86400
     issued = sp_date.alias()
     medicines = await conn.execute(
@@ -133,9 +185,11 @@ async def load(conn: AsyncConnection, patient_ids: list[str], as_of: date) -> di
     for rows_ in (entries, emergency, medicines):
         for (rid, type_, id_, pid, code, system, status, verification, day, recorded,
              value, klass) in rows_:
+            if rows_ is emergency:
+                code, system = "", None
             if pid not in facts:
                 continue
-            if type_ == "Encounter" and not code:
+            if rows_ is emergency:
                 if rid in seen_emergency:
                     continue
                 seen_emergency.add(rid)
