@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from datetime import UTC, date, datetime
 from typing import Any
@@ -34,6 +35,7 @@ from careplans.worklist.models import WorklistOutbox
 from fhir.db import Database
 from fhir.store import Stored
 
+log = logging.getLogger(__name__)
 outbox = WorklistOutbox.__table__
 _INSERT = outbox.insert()
 BATCH = 200  # events handled per transaction
@@ -145,6 +147,8 @@ class Worker:
                 raise
             except Exception:  # noqa: BLE001 - the events stay staged; retried next poll
                 self.failures += 1
+                log.exception("worklist outbox: handling events failed (%d in a row); they "
+                              "stay staged and are retried", self.failures)
                 await asyncio.sleep(min(30.0, self.poll * 2 ** min(self.failures, 6)))
             else:
                 self.failures = 0
