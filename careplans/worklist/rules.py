@@ -3,7 +3,7 @@
 The table says, for each rule, what triggers it, who owns the item, when it is due, what
 period makes it unique and what closes it (README.md in this folder shows it). The code that
 evaluates a rule is in triggers.py, keyed by the rule's name; a row without code, or code
-without a row, fails at load.
+without a row, fails when triggers.py is imported.
 """
 
 from __future__ import annotations

@@ -19,6 +19,13 @@ from careplans.worklist.rules import rules
 # Bands in order of risk (careplans/risk/README.md).
 ORDER = {FRAILTY: ("fit", "mild", "moderate", "severe"), ADMISSION: ("low", "moderate", "high")}
 HIGH = {FRAILTY: ("moderate", "severe"), ADMISSION: ("high",)}
+# The rules `evaluate` implements: rules.csv must list exactly these (checked at import, so a
+# row without code, or code without a row, fails at start-up rather than going unnoticed).
+IMPLEMENTED = frozenset({"no-plan", "review-due", "ae-follow-up", "med-review",
+                         "social-referral", "unanswered-message", "risk-rose"})
+if set(rules()) != IMPLEMENTED:
+    raise RuntimeError(f"rules.csv lists {sorted(set(rules()))}; the code implements "
+                       f"{sorted(IMPLEMENTED)}")
 POLYPHARMACY = 10  # distinct medicines in 12 months (rules.csv: med-review)
 REVIEW_NOTICE_DAYS = 14
 
