@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 import orjson
 import sqlalchemy as sa
@@ -134,7 +134,7 @@ async def close_items(conn: AsyncConnection,
     if not closing:
         return 0
     now = time.time()
-    today = date.today().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     done = 0
     patients: set[str] = set()
     for status in ("completed", "cancelled"):
