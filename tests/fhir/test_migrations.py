@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import careplans.risk.models  # noqa: F401  (risk stratification tables, same metadata)
+import careplans.worklist.models  # noqa: F401  (worklist tables, same metadata)
 import consent.oauth_schema  # noqa: F401  (the authorisation server's tables, same metadata)
 from fhir.db import Database
 from fhir.migrate import upgrade
