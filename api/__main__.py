@@ -18,6 +18,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
     from sqlalchemy.engine import make_url
 
+    from api.errors import FhirHttpToolsProtocol
+
     if args.host:
         settings.host = args.host
     if args.port:
@@ -38,7 +40,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     try:
         uvicorn.run("api.main:app", host=settings.host, port=settings.port,
                     workers=settings.workers, log_level=settings.log_level, access_log=False,
-                    factory=False)
+                    factory=False, http=FhirHttpToolsProtocol)
     finally:
         if demo is not None and demo.poll() is None:
             demo.terminate()

@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
+import web
 from api import errors, oauth
 from api.audit import AuditTrail
 from api.fastpath import FastRead
 from api.http import FHIR_PREFIX, check_accept
-from api.routes import booking, careplans, record, search, system
+from api.routes import booking, careplans, cds, record, risk, search, system, worklist
 from api.settings import Settings
+from careplans.worklist.events import Worker
 from consent import context as access_context
 from consent.audit import AuditLog
 from fhir.db import Database
@@ -36,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = db
         app.state.audit = AuditLog(db)
         await app.state.audit.start()
+        app.state.worklist = Worker(db)  # worklist events behind the requests
+        app.state.worklist.start()
         access_context.refresh_from(db)
         # What startup built (the registry, compiled FHIRPath, models) lives as long as the
         # process: out of the collector's way, so each collection scans only request garbage.
@@ -43,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.worklist.stop()
             await app.state.audit.stop()
             app.state.audit = None  # stopped: nothing may queue to it any more
             access_context.refresh_from(None)
@@ -54,12 +59,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     oauth.install(app)
     app.add_middleware(FastRead)
+    app.add_middleware(errors.CatchAll)  # a 500 answered here keeps the connection open
     app.add_middleware(AuditTrail)  # outermost: it sees every answer, the fast path's too
     # The authorisation server first: /fhir/.well-known/... must not reach [type]/[id].
     app.include_router(oauth.router)
     careplans.install(app)  # its operations before Patient/[id]/[type]; the CarePlan rules
-    booking.install(app)  # the Appointment rule: booking takes a slot
+    worklist.install(app)  # Task operations and views; the Task and Encounter rules
+    booking.install(app)  # the Appointment rule (booking takes a slot); Slot/$find
+    app.include_router(cds.router)  # CDS Hooks: /cds-services (outside the FHIR base)
     # Order matters: fixed paths (metadata, _history, _search) before [type]/[id].
-    for routes in (system.router, search.router, record.router):
+    for routes in (system.router, search.router, risk.router, record.router):
         app.include_router(routes, prefix=FHIR_PREFIX, dependencies=[Depends(check_accept)])
+    web.install(app)  # the people's pages (/portal/...): clients of the FHIR API above
     return app

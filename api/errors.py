@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.http import error_response, outcome_response
 from api.oauth.responses import is_oauth_path, oauth_http_error
-from fhir.errors import FhirError
+from fhir.errors import FhirError, Issue, operation_outcome
 
 log = logging.getLogger("carenet")
 
@@ -92,6 +95,55 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     return outcome_response(500, f"The server failed unexpectedly (reference {ref}); the request "
                             "was not completed and nothing was changed.", severity="fatal",
                             code="exception")
+
+
+class CatchAll:
+    """ASGI middleware: an unexpected exception becomes the 500 OperationOutcome here, and
+    goes no further. Starlette's outermost handler would answer the same but then re-raise,
+    and uvicorn closes the connection of an exception it sees, so the client's next request
+    on that keep-alive connection failed. Only an exception after the answer has started
+    (nothing can be sent then) still goes on, for the server to drop the connection."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:
+                raise
+            response = await _unexpected(Request(scope), exc)
+            await response(scope, receive, send)
+
+
+class FhirHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse (an unknown method,
+    a malformed line or header) with an OperationOutcome instead of plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = orjson.dumps(operation_outcome([Issue(
+            "invalid", "The request is not valid HTTP/1.1 or uses a method this server does "
+            "not know; FHIR uses GET, HEAD, POST, PUT, PATCH and DELETE "
+            f"(https://hl7.org/fhir/R4/http.html). {msg}")]))
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [b"content-type: application/fhir+json; charset=utf-8\r\n",
+                 b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                 b"connection: close\r\n\r\n", body]
+        self.transport.write(b"".join(head))
+        self.transport.close()
 
 
 def install(app: FastAPI) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from fhir import jsontext
 from fhir.errors import (
@@ -67,10 +68,14 @@ async def read_json(request: Request, max_bytes: int, *, patch: bool = False) ->
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"The body is {declared} bytes; the limit is {max_bytes}.")
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > max_bytes:
-            raise PayloadTooLarge(f"The body exceeds the limit of {max_bytes} bytes.")
+    try:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > max_bytes:
+                raise PayloadTooLarge(f"The body exceeds the limit of {max_bytes} bytes.")
+    except ClientDisconnect:  # the client's doing, not a server error: nothing to log
+        raise BadRequest("The client closed the connection before the whole body "
+                         "arrived; nothing was changed.") from None
     if not body:
         raise BadRequest("The request has no body; send a JSON resource.")
     try:

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     # root: by default base_url without /fhir, or each request's own root.
     issuer: str | None = None
     access_token_seconds: int = 3600
+    # The pages' sessions (web/): signed out after this long without a request, and this
+    # long after signing in whatever happens (at most the access token's life).
+    web_idle_seconds: int = 900
+    web_session_seconds: int = 3600
     refresh_token_seconds: int = 30 * 86400
     auth_code_seconds: int = 60
     launch_seconds: int = 300

@@ -1,4 +1,5 @@
 """Proactive care: risk stratification, anticipatory care plans, worklists, indicators.
 
-Arrives with the proactive-care issues.
+`careplans.risk`: an eFI-style frailty index (not the licensed eFI) and admission-risk
+flags, stored as RiskAssessments (careplans/risk/README.md); `python -m careplans stratify`.
 """

@@ -290,7 +290,7 @@ def _patients(record: AuditRecord) -> list[str | None]:
 
 
 def _coding_row(code: str, coding: dict[str, Any]) -> tuple[Any, ...]:
-    return code, _cut(coding["system"], 255), _cut(coding["code"], 255), coding.get("display")
+    return code, coding["system"], coding["code"], coding.get("display")  # cut when stored
 
 
 def _reference(code: str, value: dict[str, Any], refs: list[Row], tokens: list[Row]) -> None:
@@ -308,7 +308,7 @@ def _reference(code: str, value: dict[str, Any], refs: list[Row], tokens: list[R
     refs += found
     if found and _reference_type(value) == "Patient":
         refs += [("patient", *r[1:]) for r in found]
-    tokens += [(f"{code}:identifier", _cut(s, 255), _cut(v, 255), None)
+    tokens += [(f"{code}:identifier", s, v, None)
                for s, v in _identifier_tokens(value)]
 
 
@@ -325,10 +325,10 @@ def index_rows(body: dict[str, Any]) -> tuple[Rows, str | None]:
         for role in agent.get("role", ()):
             tokens += [_coding_row("agent-role", c) for c in role["coding"]]
         if "altId" in agent:
-            tokens.append(("altid", None, _cut(agent["altId"], 255), None))
+            tokens.append(("altid", None, agent["altId"], None))
         if "network" in agent:
             address = agent["network"]["address"]
-            strings.append(("address", normalise(address)[:255], address[:255]))
+            strings.append(("address", normalise(address), address))  # cut when stored
     for entity in body.get("entity", ()):
         if "what" in entity:
             _reference("entity", entity["what"], refs, tokens)

@@ -20,7 +20,8 @@ from fhir.schema import resource
 from fhir.search import execute
 from fhir.search.params import parse
 
-USER_TYPES = {"Patient": "patient", "Practitioner": "practitioner"}
+USER_TYPES = {"Patient": "patient", "Practitioner": "practitioner", "RelatedPerson": "carer"}
+_TYPE_OF = {kind: type_ for type_, kind in USER_TYPES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +36,14 @@ class Role:
 
 @dataclass(frozen=True, slots=True)
 class User:
-    kind: Literal["patient", "practitioner"]
+    kind: Literal["patient", "practitioner", "carer"]
     id: str
     display: str
     roles: tuple[Role, ...] = ()
 
     @property
     def reference(self) -> str:
-        return f"{'Patient' if self.kind == 'patient' else 'Practitioner'}/{self.id}"
+        return f"{_TYPE_OF[self.kind]}/{self.id}"
 
 
 def split_reference(reference: str) -> tuple[str, str] | None:
@@ -74,6 +75,8 @@ async def lookup(conn: AsyncConnection, reference: str) -> User | None:
         return None
     if type_ == "Patient":
         return User("patient", id_, _name(body) or reference)
+    if type_ == "RelatedPerson":  # a carer: what they see is the patient's proxy grant
+        return User("carer", id_, _name(body) or reference)
     roles = await practitioner_roles(conn, id_)
     if not roles:  # staff without a role belong to no organisation: nothing to act as
         return None

@@ -7,6 +7,7 @@ writes them in the same transaction as the resource.
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from collections.abc import Iterator
 from decimal import Decimal
@@ -193,7 +194,10 @@ def _composite_rows(code: str, sp: SearchParam, resource: dict[str, Any]) -> Ite
 
 
 def extract(resource: dict[str, Any], reg: Registry) -> dict[str, list[Row]]:
-    """Index rows per parameter type: ``{"token": [(param, system, code, text), ...], ...}``."""
+    """Index rows per parameter type: ``{"token": [(param, system, code, text), ...], ...}``.
+
+    Token, string and uri rows hold their values whole; `finish` cuts them to their columns
+    and adds the hash of each value that was cut, as the tables store them."""
     rows: dict[str, list[Row]] = {t: [] for t in ("token", "string", "date", "reference",
                                                    "quantity", "uri", "number", "composite",
                                                    "position")}
@@ -217,17 +221,15 @@ def extract(resource: dict[str, Any], reg: Registry) -> dict[str, list[Row]]:
         out = rows[sp.type]
         for value in values:
             if sp.type == "token":
-                items: Iterator[Row] = (
-                    (code, _cut(s, 255), _cut(c, 255), t) for s, c, t in _tokens(value)
-                )
+                items: Iterator[Row] = ((code, s, c, t) for s, c, t in _tokens(value))
                 # `code:of-type=type-system|type-code|value` (Identifier only)
                 for s, c in _of_type_tokens(value):
-                    row = (f"{code}:of-type", _cut(s, 255), _cut(c, 255), None)
+                    row = (f"{code}:of-type", s, c, None)
                     if row not in seen:
                         seen.add(row)
                         rows["token"].append(row)
             elif sp.type == "string":
-                items = ((code, normalise(s)[:255], s[:255]) for s in _strings(value))
+                items = ((code, normalise(s), s) for s in _strings(value))
             elif sp.type == "date":
                 items = ((code, lo, hi) for lo, hi in _dates(value))
             elif sp.type == "reference":
@@ -237,7 +239,7 @@ def extract(resource: dict[str, Any], reg: Registry) -> dict[str, list[Row]]:
                 )
                 # `code:identifier=system|value`: a token row under the modified name
                 for s, v in _identifier_tokens(value):
-                    row = (f"{code}:identifier", _cut(s, 255), _cut(v, 255), None)
+                    row = (f"{code}:identifier", s, v, None)
                     if row not in seen:
                         seen.add(row)
                         rows["token"].append(row)
@@ -247,13 +249,42 @@ def extract(resource: dict[str, Any], reg: Registry) -> dict[str, list[Row]]:
                     for v, s, c, u in _quantities(value)
                 )
             elif sp.type == "uri":
-                items = ((code, _cut(u, 1024)) for u in _uris(value))
+                items = ((code, u) for u in _uris(value))
             else:
                 items = ((code, n) for n in _numbers(value))
             for row in items:
                 if row not in seen:
                     seen.add(row)
                     out.append(row)
+    return rows
+
+
+# Exact matches on values longer than their column: the column keeps the first SIZE
+# characters and a *_hash column the SHA-256 of the whole value (NULL when nothing was cut),
+# so `system|code`, `:exact` and uri searches find any stored length and tell apart values
+# that share the first SIZE characters (fhir/search/predicates.py `exact`). Prefix searches
+# (string, uri:below) use the cut column.
+TOKEN_SIZE, STRING_SIZE, URI_SIZE = 255, 255, 1024
+
+
+def digest(value: str | None, size: int) -> str | None:
+    """The hash stored beside a value cut to `size` characters (None if it fits)."""
+    if value is None or len(value) <= size:
+        return None
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def finish(table: str, rows: list[Row]) -> list[Row]:
+    """`extract`'s rows of `table` as its columns hold them (after param: the cut values,
+    then the hashes of the cut ones; fhir.schema)."""
+    if table == "token":
+        return [(p, _cut(s, TOKEN_SIZE), _cut(c, TOKEN_SIZE), t,
+                 digest(s, TOKEN_SIZE), digest(c, TOKEN_SIZE)) for p, s, c, t in rows]
+    if table == "string":
+        return [(p, n[:STRING_SIZE], v[:STRING_SIZE], digest(v, STRING_SIZE))
+                for p, n, v in rows]
+    if table == "uri":
+        return [(p, u[:URI_SIZE], digest(u, URI_SIZE)) for p, u in rows]
     return rows
 
 

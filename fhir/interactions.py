@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -99,14 +99,56 @@ async def vread(conn: AsyncConnection, type_: str, id_: str, version: str) -> St
     return stored
 
 
-async def _insert_new(conn: AsyncConnection, body: dict[str, Any], method: str,
-                      key: str | None = None) -> Stored:
-    async with _savepoint(conn):
-        stored = await store.insert(conn, body, method=method)
-        if key is not None:
-            await conn.execute(conditional_key.insert().values(
-                type=body["resourceType"], query=key, rid=stored.rid))
-    return stored
+async def _claim_key(conn: AsyncConnection, type_: str, key: str, rid: int) -> None:
+    await conn.execute(conditional_key.insert().values(type=type_, query=key, rid=rid))
+
+
+def criteria_key(params: list[tuple[str, str]]) -> str:
+    """The per-criteria lock of conditional create and update: the normalised query."""
+    return search.canonical_query(params)
+
+
+async def _conditional(conn: AsyncConnection, type_: str, params: list[tuple[str, str]],
+                       what: str, on_match: Callable[[Stored], Awaitable[Result]],
+                       on_none: Callable[[], Awaitable[Result]]) -> Result:
+    """Conditional create and update: `on_match` with the single match, or `on_none` (which
+    stores a new resource) while holding the criteria's key.
+
+    The key is a row of `conditional_key` under a unique constraint: of many concurrent
+    writers that found no match, one inserts it; the others wait on its transaction, fail,
+    and on their next turn find the resource it made. A key whose resource no longer matches
+    (changed since) is stale and released.
+    """
+    key = criteria_key(params)
+    for _ in range(CONDITIONAL_RETRIES):
+        found = await _single_match(conn, type_, params, what)
+        if found is not None:
+            return await on_match(found)
+        if conn.dialect.name == "sqlite":
+            # No savepoint on SQLite, so a failed key insert would leave this resource stored
+            # behind it. Its one writer at a time has just seen no match: a key here is stale.
+            await conn.execute(conditional_key.delete().where(
+                conditional_key.c.type == type_, conditional_key.c.query == key))
+        try:
+            async with _savepoint(conn):
+                result = await on_none()
+                assert result.stored is not None
+                await _claim_key(conn, type_, key, result.stored.rid)
+            return result
+        except IntegrityError:
+            # Another writer took the key. If what it made still matches, that is the answer
+            # (next loop); if not, the key is stale (its resource changed), so release it.
+            # Read the holder before matching, and delete only that holder's key: a key a
+            # concurrent writer has just committed for a matching resource must stay.
+            holder = (await conn.execute(sa.select(conditional_key.c.rid).where(
+                conditional_key.c.type == type_, conditional_key.c.query == key))).scalar()
+            if holder is None or await search.match_ids(conn, type_, params, limit=1):
+                continue
+            await conn.execute(conditional_key.delete().where(
+                conditional_key.c.type == type_, conditional_key.c.query == key,
+                conditional_key.c.rid == holder))
+    raise PreconditionFailed(f"{what} could not settle under concurrent writes; retry the "
+                             "request.")
 
 
 async def create(conn: AsyncConnection, type_: str, body: Any,
@@ -120,33 +162,16 @@ async def create(conn: AsyncConnection, type_: str, body: Any,
     if not if_none_exist:
         body["id"] = id_ or new_id()
         return Result(201, await store.insert(conn, body, method="POST"))
-    key = f"{search.canonical_query(if_none_exist)}"
-    for _ in range(CONDITIONAL_RETRIES):
-        found = await _single_match(conn, type_, if_none_exist, "If-None-Exist")
-        if found is not None:
-            return Result(200, found, "A matching resource exists; nothing was created.")
+
+    async def exists(found: Stored) -> Result:
+        return Result(200, found, "A matching resource exists; nothing was created.")
+
+    async def insert() -> Result:
         body["id"] = id_ or new_id()
-        if conn.dialect.name == "sqlite":
-            # No savepoint on SQLite, so a failed key insert would leave this resource stored
-            # behind it. Its one writer at a time has just seen no match: a key here is stale.
-            await conn.execute(conditional_key.delete().where(
-                conditional_key.c.type == type_, conditional_key.c.query == key))
-        try:
-            return Result(201, await _insert_new(conn, body, "POST", key))
-        except IntegrityError:
-            # Another create took the key. If what it made still matches, that is the answer
-            # (next loop); if not, the key is stale (its resource changed), so release it.
-            # Read the holder before matching, and delete only that holder's key: a key a
-            # concurrent create has just committed for a matching resource must stay.
-            holder = (await conn.execute(sa.select(conditional_key.c.rid).where(
-                conditional_key.c.type == type_, conditional_key.c.query == key))).scalar()
-            if holder is None or await search.match_ids(conn, type_, if_none_exist, limit=1):
-                continue
-            await conn.execute(conditional_key.delete().where(
-                conditional_key.c.type == type_, conditional_key.c.query == key,
-                conditional_key.c.rid == holder))
-    raise PreconditionFailed("The conditional create could not settle under concurrent writes; "
-                             "retry the request.")
+        return Result(201, await store.insert(conn, body, method="POST"))
+
+    return await _conditional(conn, type_, if_none_exist, "The conditional create", exists,
+                              insert)
 
 
 async def _single_match(conn: AsyncConnection, type_: str, params: list[tuple[str, str]],
@@ -159,10 +184,11 @@ async def _single_match(conn: AsyncConnection, type_: str, params: list[tuple[st
 
 
 async def update(conn: AsyncConnection, type_: str, id_: str, body: Any,
-                 if_match: int | None = None) -> Result:
+                 if_match: int | None = None, *, checked: bool = False) -> Result:
     """PUT [type]/[id]: a new version, or create-on-update with the client's id."""
     check_id(id_)
-    body = check_resource(body, expected_type=type_)
+    if not checked:
+        body = check_resource(body, expected_type=type_)
     if body.get("id") != id_:
         raise BadRequest(f"The resource id '{body.get('id')}' does not match the URL id "
                          f"'{id_}'; a PUT body must carry the id of the URL.", expression="id")
@@ -192,20 +218,31 @@ async def _replace(conn: AsyncConnection, current: Stored, body: dict[str, Any],
 
 
 async def conditional_update(conn: AsyncConnection, type_: str, params: list[tuple[str, str]],
-                             body: Any, if_match: int | None = None) -> Result:
-    """PUT [type]?criteria: update the one match, or create when none matches."""
+                             body: Any, if_match: int | None = None, *,
+                             id_: str | None = None) -> Result:
+    """PUT [type]?criteria: update the one match, or create when none matches.
+
+    Creating takes the criteria's key as conditional create does, so of many concurrent
+    identical requests one creates (201) and the others update what it made (200).
+    `id_`: the id a transaction planned for the resource should it be created.
+    """
     body = check_resource(body, expected_type=type_)
-    found = await _single_match(conn, type_, params, "The conditional update")
-    if found is None:
-        if body.get("id"):
-            return await update(conn, type_, body["id"], body, if_match)
-        body["id"] = new_id()
-        return Result(201, await _insert_new(conn, body, "PUT"))
-    if body.get("id") not in (None, found.id):
-        raise BadRequest(f"The body's id '{body['id']}' is not the id of the matching "
-                         f"resource ({found.id}).", expression="id")
-    body["id"] = found.id
-    return await _replace(conn, found, body, if_match, "PUT")
+    own_id = body.get("id")
+
+    async def replace(found: Stored) -> Result:
+        if own_id not in (None, found.id):
+            raise BadRequest(f"The body's id '{own_id}' is not the id of the matching "
+                             f"resource ({found.id}).", expression="id")
+        body["id"] = found.id
+        return await _replace(conn, found, body, if_match, "PUT")
+
+    async def insert() -> Result:
+        if own_id:
+            return await update(conn, type_, own_id, body, if_match, checked=True)
+        body["id"] = id_ or new_id()
+        return Result(201, await store.insert(conn, body, method="PUT"))
+
+    return await _conditional(conn, type_, params, "The conditional update", replace, insert)
 
 
 async def patch(conn: AsyncConnection, type_: str, id_: str, operations: Any,
@@ -227,6 +264,16 @@ async def patch(conn: AsyncConnection, type_: str, id_: str, operations: Any,
         raise Unprocessable("A patch may not change the resourceType or id.")
     check_resource(body, expected_type=type_)
     return await _replace(conn, current, body, if_match, "PATCH")
+
+
+async def conditional_patch(conn: AsyncConnection, type_: str, params: list[tuple[str, str]],
+                            operations: Any, if_match: int | None = None) -> Result:
+    """PATCH [type]?criteria: patch the single match (https://hl7.org/fhir/R4/http.html#patch);
+    none is 404, several 412. The match is locked, so concurrent patches apply one by one."""
+    found = await _single_match(conn, type_, params, "The conditional patch")
+    if found is None:
+        raise NotFound(f"No {type_} matches the conditional patch's criteria.")
+    return await patch(conn, type_, found.id, operations, if_match)
 
 
 async def delete(conn: AsyncConnection, type_: str, id_: str,

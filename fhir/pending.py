@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fhir.index import finish
 from fhir.schema import INDEX_TABLES, history
 
 _HISTORY_COLUMNS = ("rid", "type", "id", "version", "last_updated", "method", "deleted",
@@ -54,7 +55,7 @@ class Pending:
                     self.rows[name] = [r for r in queued if r[0] != rid]
             self.clear.add(rid)
         for name, new in rows.items():
-            self.rows[name].extend((rid, *row) for row in new)
+            self.rows[name].extend((rid, *row) for row in finish(name, new))
 
     def version(self, row: tuple[Any, ...]) -> None:
         self.history.append(row)
@@ -136,7 +137,8 @@ async def insert_postgres(conn: AsyncConnection, values: dict[str, Any],
     The single-write fast path on PostgreSQL (no batch open): the resource row's id comes
     from the INSERT's RETURNING and feeds the other inserts in the same statement.
     """
-    tables = tuple(name for name, found in rows.items() if found)
+    rows = {name: finish(name, found) for name, found in rows.items() if found}
+    tables = tuple(rows)
     params: dict[str, Any] = dict(values, method=method)
     for name in tables:
         for i in range(len(_COLUMNS[name]) - 1):

@@ -79,17 +79,22 @@ def _index_table(name: str, *columns: sa.Column, lookup: tuple[str, ...],
     )
 
 
+# *_hash: SHA-256 (hex) of a value longer than its column, which holds its start; NULL when
+# the value fits (fhir/index.py `finish`, migration 0005).
 sp_token = _index_table(
     "token",
     sa.Column("system", sa.String(255)),
     sa.Column("code", sa.String(255)),
     sa.Column("text", sa.Text),
+    sa.Column("system_hash", sa.String(64)),
+    sa.Column("code_hash", sa.String(64)),
     lookup=("code", "system"),
 )
 sp_string = _index_table(
     "string",
     sa.Column("norm", sa.String(255), nullable=False),
     sa.Column("value", sa.String(255), nullable=False),
+    sa.Column("value_hash", sa.String(64)),
     lookup=("norm",),
     pattern="norm",
 )
@@ -114,7 +119,8 @@ sp_quantity = _index_table(
     sa.Column("unit", sa.String(255)),
     lookup=("value",),
 )
-sp_uri = _index_table("uri", sa.Column("value", sa.String(1024), nullable=False), lookup=("value",))
+sp_uri = _index_table("uri", sa.Column("value", sa.String(1024), nullable=False),
+                      sa.Column("value_hash", sa.String(64)), lookup=("value",))
 sp_number = _index_table(
     "number", sa.Column("value", sa.Float(precision=53), nullable=False), lookup=("value",)
 )

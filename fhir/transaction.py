@@ -39,6 +39,7 @@ class Entry:
     if_match: int | None
     if_none_exist: list[tuple[str, str]] | None
     url: str
+    planned: bool = False  # a conditional update's id chosen by `_resolve` (no match then)
 
 
 def parse_entries(bundle: Any, kind: str) -> list[Entry]:
@@ -51,6 +52,7 @@ def parse_entries(bundle: Any, kind: str) -> list[Entry]:
     if len(entries) > MAX_ENTRIES:
         raise BadRequest(f"A {kind} may hold at most {MAX_ENTRIES} entries; split it.")
     out = []
+    full_urls: dict[tuple[str, Any], int] = {}
     for i, raw in enumerate(entries):
         where = f"Bundle.entry[{i}]"
         request = raw.get("request") if isinstance(raw, dict) else None
@@ -70,6 +72,18 @@ def parse_entries(bundle: Any, kind: str) -> list[Entry]:
             if value is not None and not isinstance(value, str):
                 raise BadRequest(f"{where}.request.{key} must be a string.",
                                  expression=f"{where}.request.{key}")
+        full_url = raw.get("fullUrl")
+        if full_url is not None:
+            # bdl-7: fullUrl is unique in a Bundle, unless the versions differ
+            # (https://hl7.org/fhir/R4/bundle.html#invs)
+            resource = raw.get("resource")
+            meta = resource.get("meta") if isinstance(resource, dict) else None
+            key = (str(full_url), meta.get("versionId") if isinstance(meta, dict) else None)
+            if key in full_urls:
+                raise BadRequest(f"{where}.fullUrl '{full_url}' is also the fullUrl of "
+                                 f"Bundle.entry[{full_urls[key]}]; each entry needs its own "
+                                 "(bdl-7).", expression=f"{where}.fullUrl")
+            full_urls[key] = i
         out.append(Entry(
             index=i, method=method, type=type_, id=path[1] if len(path) > 1 else None,
             params=parse_qsl(parts.query, keep_blank_values=True),
@@ -137,10 +151,10 @@ async def _resolve(conn: AsyncConnection, entries: list[Entry]) -> dict[str, str
                 e.id = ids[0]
             elif not ids and isinstance(e.resource, dict):
                 # No match: this entry creates, with an id chosen now so that references
-                # to its fullUrl can name it (conditional_update creates with the body's id).
-                e.resource.setdefault("id", interactions.new_id())
-                if isinstance(e.resource["id"], str):
-                    e.id = e.resource["id"]
+                # to its fullUrl can name it (the body's own id, or one planned here).
+                own = e.resource.get("id")
+                e.id = own if isinstance(own, str) and own else interactions.new_id()
+                e.planned = True
         if e.full_url and e.id and e.method in ("POST", "PUT"):
             mapping[e.full_url] = f"{e.type}/{e.id}"
     wanted: set[str] = set()
@@ -175,12 +189,16 @@ async def _run_entry(conn: AsyncConnection, e: Entry, base: str) -> tuple[Result
     if e.method == "PUT":
         if e.id and not e.params:
             return await interactions.update(conn, e.type, e.id, e.resource, e.if_match), None
-        return await interactions.conditional_update(conn, e.type, e.params, e.resource,
-                                                     e.if_match), None
+        return await interactions.conditional_update(
+            conn, e.type, e.params, e.resource, e.if_match,
+            id_=e.id if e.planned else None), None
     if e.method == "PATCH":
-        if e.id is None:
-            raise MethodNotAllowed("PATCH in a Bundle needs Type/id.")
         ops = _patch_body(e.resource)
+        if e.id is None:
+            if not e.params:
+                raise MethodNotAllowed("PATCH in a Bundle needs Type/id or Type?criteria.")
+            return await interactions.conditional_patch(conn, e.type, e.params, ops,
+                                                        e.if_match), None
         return await interactions.patch(conn, e.type, e.id, ops, e.if_match), None
     if e.id:
         return await interactions.delete(conn, e.type, e.id, e.if_match), None
@@ -214,6 +232,22 @@ def _response(e: Entry, result: Result | None, body: Any, base: str,
     return out
 
 
+def _one_change_each(entries: list[Entry]) -> None:
+    """A transaction changes each resource once: two entries writing the same Type/id (ids
+    resolved from conditional criteria too) make it fail
+    (https://hl7.org/fhir/R4/http.html#trules)."""
+    seen: dict[str, int] = {}
+    for e in entries:
+        if e.method in ("GET", "HEAD") or not e.id:
+            continue
+        key = f"{e.type}/{e.id}"
+        if key in seen:
+            raise BadRequest(f"Bundle.entry[{seen[key]}] and Bundle.entry[{e.index}] both "
+                             f"change {key}; a transaction may change a resource only once.",
+                             expression=f"Bundle.entry[{e.index}]")
+        seen[key] = e.index
+
+
 class _LostRace(Exception):
     """A conditional create found a resource made after `_resolve` had planned a new id for
     it (and rewritten references to that id): by a concurrent transaction, or by an earlier
@@ -224,11 +258,14 @@ async def transaction(conn: AsyncConnection, bundle: Any, base: str,
                       minimal: bool = False) -> dict[str, Any]:
     """Run a transaction Bundle in `conn`'s transaction; raise on the first failing entry.
 
-    On PostgreSQL each attempt runs in a savepoint; one whose conditional create lost a race
-    is undone and run again from the original Bundle, then resolving to the winner's id.
+    On PostgreSQL each attempt runs in a savepoint; one whose conditional create or update
+    lost a race is undone and run again from the original Bundle, then resolving to the
+    winner's id.
     """
     conditional = any(isinstance(x, dict) and isinstance(x.get("request"), dict)
-                      and x["request"].get("ifNoneExist") for x in
+                      and (x["request"].get("ifNoneExist")
+                           or (str(x["request"].get("method")).upper() == "PUT"
+                               and "?" in str(x["request"].get("url", "")))) for x in
                       (bundle.get("entry") or [] if isinstance(bundle, dict) else []))
     if conn.dialect.name == "sqlite" or not conditional:  # no race to lose
         attempts, original = 1, None
@@ -244,7 +281,7 @@ async def transaction(conn: AsyncConnection, bundle: Any, base: str,
         except _LostRace as lost:
             e, found = lost.args
     raise PreconditionFailed(
-        f"Bundle.entry[{e.index}] ({e.method} {e.url}): ifNoneExist matched {e.type}/{found}, "
+        f"Bundle.entry[{e.index}] ({e.method} {e.url}): its criteria matched {e.type}/{found}, "
         "created after this transaction resolved its references (by an earlier entry of it or "
         "by a concurrent request); give each resource one entry, or retry.",
         expression=f"Bundle.entry[{e.index}]")
@@ -254,6 +291,7 @@ async def _transaction(conn: AsyncConnection, bundle: Any, base: str,
                        minimal: bool) -> dict[str, Any]:
     entries = parse_entries(bundle, "transaction")
     mapping = await _resolve(conn, entries)
+    _one_change_each(entries)
     await store.prefetch_current(conn, [(e.type, e.id) for e in entries
                                         if e.method == "PUT" and e.id and not e.params])
     for e in entries:
@@ -273,7 +311,7 @@ async def _transaction(conn: AsyncConnection, bundle: Any, base: str,
                                    f"Bundle.entry[{e.index}] ({e.method} {e.url}): "
                                    f"{issue.diagnostics}")
             raise
-        if (e.method == "POST" and e.if_none_exist and result is not None
+        if ((e.method == "POST" and e.if_none_exist or e.planned) and result is not None
                 and result.stored is not None and result.stored.id != e.id):
             raise _LostRace(e, result.stored.id)
         responses[e.index] = _response(e, result, body, base, minimal)

@@ -6,12 +6,19 @@ JSON was valid when written.
 
 from __future__ import annotations
 
+import decimal
+import importlib
+import json
 import re
+import types
+import typing
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from fhir import rules, strict
 from fhir.errors import BadRequest, Issue, Unprocessable
 from fhir.registry import registry
 from fhir.resources.R4B import get_fhir_model_class
@@ -38,6 +45,16 @@ def _model(resource_type: str) -> Any:
     return get_fhir_model_class(resource_type)
 
 
+@cache
+def _known_model(resource_type: str) -> Any | None:
+    """The model of a FHIR resource type, or None (not a type, or one R4B lacks)."""
+    try:
+        model = get_fhir_model_class(resource_type)
+    except (KeyError, ValueError, AttributeError, ImportError):
+        return None
+    return model if model.__name__ == resource_type else None
+
+
 def _location(resource_type: str, loc: tuple[Any, ...]) -> str:
     path = resource_type
     for part in loc:
@@ -46,7 +63,13 @@ def _location(resource_type: str, loc: tuple[Any, ...]) -> str:
 
 
 def check_resource(resource: Any, *, expected_type: str | None = None) -> dict[str, Any]:
-    """Validate a parsed resource; raise `BadRequest`/`Unprocessable` saying what and where."""
+    """Validate a parsed resource; raise `BadRequest`/`Unprocessable` saying what and where.
+
+    Strict (DESIGN.md "Only valid FHIR is stored"): the JSON itself is checked (fhir/strict.py:
+    each primitive's JSON type, codes of required bindings, no empty objects, arrays or
+    strings, references, narrative, contained resources), then the R4B model, which checks
+    formats and cardinality but coerces types; what is stored is the JSON that passed both.
+    """
     if not isinstance(resource, dict):
         raise BadRequest("The body must be a JSON object holding one FHIR resource.")
     resource_type = resource.get("resourceType")
@@ -59,6 +82,12 @@ def check_resource(resource: Any, *, expected_type: str | None = None) -> dict[s
         )
     if resource_type not in registry().resource_types:
         raise Unprocessable(f"{resource_type} is not a FHIR R4 resource type this server stores.")
+    if rules.too_deep(resource):
+        raise Unprocessable(f"The {resource_type} nests deeper than {rules.MAX_DEPTH} levels of "
+                            "JSON objects and arrays, which this server does not store.")
+    issues = strict.check(resource, _model(resource_type), resource_type, _schema())
+    if issues:
+        raise Unprocessable(issues=issues[:20])
     try:
         _model(resource_type).model_validate(resource)
     except ValidationError as exc:
@@ -72,9 +101,103 @@ def check_resource(resource: Any, *, expected_type: str | None = None) -> dict[s
             for err in exc.errors()[:20]
         ]
         raise Unprocessable(issues=issues) from None
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:  # the model's own limits
+        raise Unprocessable(f"The {resource_type} could not be validated: "
+                            f"{type(exc).__name__} {exc}"[:500]) from None
     _check_nhs_numbers(resource)
     _check_text(resource, resource_type)
     return resource
+
+
+# ---- what the models say about their fields (read once per model, for fhir/strict.py) -----
+
+REQUIRED_CODES = Path(__file__).parent / "data" / "required-codes.json"
+_INTEGERS = {"Integer", "PositiveInt", "UnsignedInt", "Integer64"}
+
+
+def _unwrap(annotation: Any) -> tuple[bool, Any]:
+    """(is a list, the element type) of a field's annotation; (False, None) if it is neither
+    one type nor a list of one (fhir_comments)."""
+    many = False
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return False, None
+            annotation = args[0]
+        elif origin is list:
+            many, annotation = True, typing.get_args(annotation)[0]
+        else:
+            return many, annotation
+
+
+def _model_of(kind: Any) -> Any:
+    """The model class an `abc.XType` of fhir.resources stands for (None: not one)."""
+    path = getattr(kind, "_model_klass", None)
+    if not isinstance(path, str):
+        return None
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def field_model(model: Any, name: str) -> Any:
+    """The model of the complex field `name` (python name or JSON name) of `model`, or None."""
+    for key, info in model.model_fields.items():
+        if name in (key, info.alias):
+            return _model_of(_unwrap(info.annotation)[1])
+    return None
+
+
+@cache
+def _required_codes() -> dict[str, frozenset[str]]:
+    data = json.loads(REQUIRED_CODES.read_text(encoding="utf-8"))
+    return {key: frozenset(entry["codes"]) for key, entry in data.items()}
+
+
+@cache
+def _fields(model: Any) -> dict[str, strict.Field]:
+    out = {}
+    required = _required_codes()
+    for name, info in model.model_fields.items():
+        many, kind = _unwrap(info.annotation)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        # The codes come from the official definitions (fhir/data/required-codes.json), not
+        # the models' `enum_values`, which are partial ("+") or wrong (CapabilityStatement.
+        # format lists "formats, json, ttl, mime" for a binding to all MIME types).
+        codes = required.get(f"{model.__name__}.{name}")
+        targets = tuple(extra.get("enum_reference_types") or ())
+        if kind is None:
+            continue
+        target = _model_of(kind)
+        if target is not None:
+            resource = target.__name__ == "Resource"
+            out[info.alias or name] = strict.Field(
+                many, "resource" if resource else "complex", None if resource else target,
+                None, targets)
+            continue
+        base, meta = kind, None
+        if typing.get_origin(kind) is typing.Annotated:
+            base, meta, *_ = typing.get_args(kind)
+        meta_name = type(meta).__name__ if meta is not None else ""
+        if base is bool:
+            primitive = "boolean"
+        elif meta_name in _INTEGERS or base is int:
+            primitive = "integer"
+        elif meta_name == "Decimal" or base is decimal.Decimal:
+            primitive = "decimal"
+        elif meta_name == "Xhtml":
+            primitive = "xhtml"
+        else:
+            primitive = "string"
+        out[info.alias or name] = strict.Field(many, primitive, None, codes, targets)
+    return out
+
+
+@cache
+def _schema() -> strict.Schema:
+    return strict.Schema(fields=_fields, resource=_known_model,
+                         reference=_model("Reference"))
 
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")

@@ -103,6 +103,22 @@ async def patch(type_: str, id_: str, request: Request, settings: SettingsDep,
     return resource_response(request, result.stored, result.status, location=True)
 
 
+@router.patch("/{type_}")
+async def conditional_patch(type_: str, request: Request, settings: SettingsDep,
+                            repo: RepositoryDep) -> Response:
+    known_type(type_)
+    params = criteria(request)
+    if not params:
+        raise BadRequest(f"PATCH /{type_} needs search criteria (conditional patch) or an id "
+                         f"(PATCH /{type_}/[id]).")
+    operations = await read_json(request, settings.max_body_bytes, patch=True)
+    version = if_match(request)
+    result = await repo.write(lambda conn: interactions.conditional_patch(
+        conn, type_, params, operations, version), search=True)
+    assert result.stored is not None
+    return resource_response(request, result.stored, result.status, location=True)
+
+
 @router.delete("/{type_}/{id_}")
 async def delete(type_: str, id_: str, request: Request, repo: RepositoryDep) -> Response:
     known_type(type_)

@@ -263,7 +263,8 @@ def _new_staff(seed: int, rng: random.Random, key: str, n: int, role: str, org: 
                 "organization": {"reference": org},
                 "code": [{"coding": [{"system": system, "code": code, "display": display}],
                           "text": display}],
-                "specialty": _specialty(row), "location": [{"reference": location}],
+                **({"specialty": _specialty(row)} if _specialty(row) else {}),
+                "location": [{"reference": location}],
                 "telecom": [{"system": "phone", "value": drama_phone(rng), "use": "work"}],
                 "availableTime": _available(key)})
     return f"PractitionerRole/{role_id}"

@@ -14,6 +14,7 @@ from typing import Any
 
 from api.synthetic.ids import drama_phone, resource_id
 from api.synthetic.people import FAMILY, GIVEN_YOUNGER, TOWNS, address
+from api.synthetic.portal import questionnaire
 from api.synthetic.tables import staff_roles
 
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
@@ -184,6 +185,7 @@ def build_network(seed: int, n_patients: int) -> Network:
         for n in range(count):
             staff[role].append(_person(seed, role, n, org_refs[n % len(org_refs)], rng,
                                        resources))
+    resources.append(questionnaire(seed))  # for the portal's "answers to a questionnaire"
     cumulative, total = [], 0.0
     for practice in practices:
         total += practice.weight

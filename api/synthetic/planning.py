@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from api.synthetic import people
+from api.synthetic import people, portal
 from api.synthetic.clinical import blood_pressure, efi_band
 from api.synthetic.record import Record
 from careplans.plans import model as plan_model
@@ -32,6 +32,7 @@ def carers(rec: Record) -> None:
         rec.carer_ref = rec.add(people.carer(
             rng=rec.rng, patient_ref=rec.patient_ref, patient_resource=resource,
             spouse_possible=not rec.has("social-isolation")))
+        rec.add(portal.proxy_grant(rec.patient_ref, rec.carer_ref, rec.as_of.isoformat()))
 
 
 def _participant(role: str, ref: str) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from alembic import context
 
+import careplans.risk.models  # noqa: F401  (risk stratification tables, same metadata)
+import careplans.worklist.models  # noqa: F401  (worklist tables, same metadata)
 import consent.oauth_schema  # noqa: F401  (its tables share the metadata)
 from fhir.schema import metadata
 

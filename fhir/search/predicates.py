@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from fhir.dates import BadDate, date_range
 from fhir.errors import BadRequest
-from fhir.index import normalise
+from fhir.index import STRING_SIZE, TOKEN_SIZE, URI_SIZE, digest, normalise
 from fhir.registry import SearchParam
 from fhir.schema import INDEX_TABLES
 from fhir.search.aliases import alias
@@ -45,14 +45,26 @@ def no_modifier(code: str, modifier: str | None, allowed: tuple[str, ...]) -> No
         )
 
 
+def exact(column: Any, hashed: Any, value: str, size: int) -> Any:
+    """`column` holds `value` whole: a value longer than the column is matched on its start
+    and the hash of the whole (fhir/index.py `finish`); one shorter than the column needs no
+    hash (a cut value always fills the column), so the lookup index alone answers it."""
+    if len(value) < size or hashed is None:  # (composite columns keep no hash)
+        return column == value
+    whole = digest(value, size)
+    return sa.and_(column == value[:size],
+                   hashed.is_(None) if whole is None else hashed == whole)
+
+
 def _token_match(c: Any, value: str) -> Any:
     pieces = split_unescaped(value, "|")  # values keep their \\| escapes (params.parse)
     if len(pieces) == 1:
-        return c.code == pieces[0]
+        return exact(c.code, getattr(c, "code_hash", None), pieces[0], TOKEN_SIZE)
     system, tok = pieces[0], "|".join(pieces[1:])
-    parts = [c.system == system if system else c.system.is_(None)]
+    parts = [exact(c.system, getattr(c, "system_hash", None), system, TOKEN_SIZE) if system
+             else c.system.is_(None)]
     if tok:
-        parts.append(c.code == tok)
+        parts.append(exact(c.code, getattr(c, "code_hash", None), tok, TOKEN_SIZE))
     return sa.and_(*parts)
 
 
@@ -80,8 +92,8 @@ def _of_type(c: Any, code: str, value: str) -> Any:
     if len(pieces) != 3 or not all(pieces[1:]):
         raise BadRequest(f"'{code}:of-type' takes type-system|type-code|value, not '{value}'.")
     system, type_code, ident = pieces
-    cond = c.code == f"{type_code}|{ident}"
-    return sa.and_(c.system == system, cond) if system else cond
+    cond = exact(c.code, c.code_hash, f"{type_code}|{ident}", TOKEN_SIZE)
+    return sa.and_(exact(c.system, c.system_hash, system, TOKEN_SIZE), cond) if system else cond
 
 
 def string(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
@@ -90,10 +102,12 @@ def string(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -
 
     def conditions(c: Any) -> list[Any]:
         if modifier == "exact":
-            return [c.value == v for v in values]
+            return [exact(c.value, c.value_hash, v, STRING_SIZE) for v in values]
         if modifier == "contains":
             return [c.norm.like(f"%{like_escape(normalise(v))}%", escape="\\") for v in values]
-        return [c.norm.like(f"{like_escape(normalise(v))}%", escape="\\") for v in values]
+        # Starts-with beyond the column's length: on the part the column holds.
+        return [c.norm.like(f"{like_escape(normalise(v)[:STRING_SIZE])}%", escape="\\")
+                for v in values]
 
     return exists(rid, "string", sp.code, conditions)
 
@@ -241,17 +255,19 @@ def uri(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> A
     no_modifier(sp.code, modifier, ("below", "above"))
     # URIs are case-sensitive: SQLite's LIKE is not, so substr() decides; the stored value is
     # never a LIKE pattern (its % and _ are characters).
-    if modifier == "below":
+    if modifier == "below":  # beyond the column's length, on the part it holds
+        cut = [v[:URI_SIZE] for v in values]
         return exists(rid, "uri", sp.code, lambda c: [
             sa.and_(c.value.like(f"{like_escape(v)}%", escape="\\"),
-                    sa.func.substr(c.value, 1, len(v)) == v) for v in values
+                    sa.func.substr(c.value, 1, len(v)) == v) for v in cut
         ])
     if modifier == "above":
         return exists(rid, "uri", sp.code, lambda c: [
             sa.func.substr(sa.literal(v, sa.Text), 1, sa.func.length(c.value)) == c.value
             for v in values
         ])
-    return exists(rid, "uri", sp.code, lambda c: [c.value == v for v in values])
+    return exists(rid, "uri", sp.code,
+                  lambda c: [exact(c.value, c.value_hash, v, URI_SIZE) for v in values])
 
 
 def _split_composite(value: str) -> list[str]:

@@ -269,3 +269,67 @@ async def test_bundle_errors(client: httpx.AsyncClient, tag: str) -> None:
     r = await send(client, bundle("transaction"))
     assert r.status_code == 200 and r.json()["entry"] == []
     assert BASE
+
+
+async def test_batch_audits_each_entry_once(app: Any, client: httpx.AsyncClient,
+                                            tag: str) -> None:
+    """Each entry of a batch stores the AuditEvent of what it touched: n entries, n events,
+    each naming its own patient (each entry once named every patient before it too, which
+    made a batch's time grow with the square of its size)."""
+    from collections import Counter
+
+    import orjson
+    import sqlalchemy as sa
+
+    from fhir.schema import resource
+
+    r = await send(client, bundle("batch", *(post(patient(f"{tag}-{i}")) for i in range(20))))
+    assert r.status_code == 200, r.text
+    ids = {e["response"]["location"].split("/")[1] for e in r.json()["entry"]}
+    request_id = r.headers["x-request-id"]
+    await app.state.audit.flush()
+    named: Counter[str] = Counter()
+    async with app.state.db.read() as conn:
+        for content in (await conn.execute(sa.select(resource.c.content).where(
+                resource.c.type == "AuditEvent",
+                sa.cast(resource.c.content, sa.Text).contains(request_id)))).scalars():
+            for entity in orjson.loads(content).get("entity", ()):
+                ref = entity.get("what", {}).get("reference", "")
+                if ref.startswith("Patient/"):
+                    named[ref.split("/")[1]] += 1
+    assert named == dict.fromkeys(ids, 1)
+
+
+async def test_transaction_entries_with_one_full_url_are_400(client: httpx.AsyncClient,
+                                                              tag: str) -> None:
+    same = urn()
+    for kind in ("transaction", "batch"):
+        body = bundle(kind, post(patient(f"{tag}-a"), same), post(patient(f"{tag}-b"), same))
+        outcome(await send(client, body), 400, "fullUrl", "Bundle.entry[0]")
+    for suffix in ("a", "b"):
+        assert await search_ids(client, "Patient",
+                                {"identifier": f"urn:test|{tag}-{suffix}"}) == []
+
+
+async def test_transaction_changing_one_resource_twice_is_400(client: httpx.AsyncClient,
+                                                             tag: str) -> None:
+    pid = f"twice-{tag}"
+    two_puts = bundle("transaction",
+                      {"resource": patient(tag, id=pid, gender="male"),
+                       "request": {"method": "PUT", "url": f"Patient/{pid}"}},
+                      {"resource": patient(tag, id=pid, gender="female"),
+                       "request": {"method": "PUT", "url": f"Patient/{pid}"}})
+    outcome(await send(client, two_puts), 400, f"Patient/{pid}", "Bundle.entry[0]",
+            "Bundle.entry[1]")
+    outcome(await client.get(f"/Patient/{pid}"), 404)
+    # The same through a conditional update that resolves to it, and a delete.
+    existing = await create(client, patient(f"{tag}-c"))
+    mixed = bundle("transaction",
+                   {"resource": patient(f"{tag}-c", gender="male"),
+                    "request": {"method": "PUT", "url": f"Patient?identifier=urn:test|{tag}-c"}},
+                   {"request": {"method": "DELETE", "url": f"Patient/{existing['id']}"}},
+                   post(patient(f"{tag}-d")))
+    outcome(await send(client, mixed), 400, f"Patient/{existing['id']}")
+    read = (await client.get(f"/Patient/{existing['id']}")).json()
+    assert read["meta"]["versionId"] == "1" and "gender" not in read
+    assert await search_ids(client, "Patient", {"identifier": f"urn:test|{tag}-d"}) == []

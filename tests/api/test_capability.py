@@ -126,3 +126,9 @@ async def test_metadata_needs_no_token_and_names_the_smart_endpoints(
     refused = await anonymous.get("/Patient")
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_the_patient_operations_are_advertised(capability: dict[str, Any]) -> None:
+    """An app finds $everything, $stratify and $draft-care-plan on Patient in /metadata."""
+    names = {op["name"] for op in resource(capability, "Patient").get("operation", [])}
+    assert {"everything", "stratify", "draft-care-plan"} <= names

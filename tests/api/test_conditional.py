@@ -157,3 +157,34 @@ async def test_conditional_delete_no_match(client: httpx.AsyncClient, tag: str) 
     body = outcome(r, 200)
     assert body["issue"][0]["diagnostics"]
     outcome(await client.delete("/Patient"), 400)
+
+
+async def test_concurrent_conditional_updates_store_one(client: httpx.AsyncClient,
+                                                        tag: str) -> None:
+    """20 conditional updates at once through the app (both backends): one creates, the rest
+    update it (tests/fhir/test_concurrency.py races a real 2-worker server on PostgreSQL)."""
+    import asyncio
+
+    responses = await asyncio.gather(*(
+        client.put(f"/Patient?{by_identifier(tag)}", json=patient(tag, gender="male"))
+        for _ in range(20)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * 19 + [201], [r.text for r in responses if r.status_code >= 300]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len(await search_ids(client, "Patient", {"identifier": f"urn:test|{tag}"})) == 1
+
+
+async def test_conditional_patch(client: httpx.AsyncClient, tag: str) -> None:
+    ops = '[{"op": "add", "path": "/gender", "value": "female"}]'
+    headers = {"Content-Type": "application/json-patch+json"}
+    outcome(await client.patch(f"/Patient?{by_identifier(tag)}", content=ops, headers=headers),
+            404)
+    created = await create(client, patient(tag))
+    r = await client.patch(f"/Patient?{by_identifier(tag)}", content=ops, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == created["id"] and r.json()["gender"] == "female"
+    assert r.headers["etag"] == 'W/"2"'
+    await create(client, patient(tag))
+    outcome(await client.patch(f"/Patient?{by_identifier(tag)}", content=ops, headers=headers),
+            412)
+    outcome(await client.patch("/Patient", content=ops, headers=headers), 400)

@@ -59,7 +59,8 @@ async def test_method_not_allowed_is_405(client: httpx.AsyncClient, tag: str) ->
     outcome(await client.post(f"/Patient/{created['id']}", json=created), 405, "POST")
     outcome(await client.put(f"/Patient/{created['id']}/_history/1", json=created), 405)
     outcome(await client.delete(f"/Patient/{created['id']}/_history"), 405)
-    outcome(await client.patch("/Patient", content=b"[]",
+    # (PATCH /Patient?criteria is a conditional patch: tests/api/test_conditional.py)
+    outcome(await client.patch(f"/Patient/{created['id']}/_history/1", content=b"[]",
                                headers={"content-type": "application/json-patch+json"}), 405)
     assert (await client.get(f"/Patient/{created['id']}")).headers["etag"] == 'W/"1"'
 

@@ -192,6 +192,7 @@ async def test_failed_transaction_releases_its_conditional_create(
 async def test_failed_patch_in_transaction_keeps_nothing(
         client: httpx.AsyncClient, tag: str) -> None:
     target = await make(client, patient(f"{tag}-t"))
+    patched = await make(client, patient(f"{tag}-p"))  # (one entry per resource: http.html#trules)
     since = await since_now()
     ops = [{"op": "replace", "path": "/id", "value": "other"}]  # may not change the id: 422
     binary = {"resourceType": "Binary", "contentType": "application/json-patch+json",
@@ -199,7 +200,7 @@ async def test_failed_patch_in_transaction_keeps_nothing(
     r = await client.post("", json=transaction(
         post(patient(tag), urn()),
         put(patient(f"{tag}-t", id=target["id"], gender="male"), f"Patient/{target['id']}"),
-        {"resource": binary, "request": {"method": "PATCH", "url": f"Patient/{target['id']}"}},
+        {"resource": binary, "request": {"method": "PATCH", "url": f"Patient/{patched['id']}"}},
     ))
     failed(r, 422, 2)
     assert await count(client, "Patient", tag) == 0

@@ -343,3 +343,111 @@ async def test_concurrent_conditional_creates_after_the_key_went_stale(
     ids = {r.json()["id"] for r in responses}
     assert len(ids) == 1 and old not in ids
     assert await search_ids(http, "Patient", identifier=f"{SYSTEM}|{tag}") == list(ids)
+
+
+async def test_concurrent_conditional_updates_make_one_resource(
+        server: str, http: httpx.AsyncClient, tag: str) -> None:
+    """50 PUT Patient?identifier=... with nothing matching yet: one creates (201), the others
+    update what it made (200), each its own version; never a duplicate, never a 412."""
+
+    async def send(c: httpx.AsyncClient, i: int) -> httpx.Response:
+        body = patient(tag, name=[{"family": f"Race{tag}", "given": [f"w{i}"]}])
+        return await c.put(f"/Patient?identifier={SYSTEM}|{tag}", json=body)
+
+    responses = await race(server, 50, send)
+    assert statuses(responses) == {201: 1, 200: 49}, [r.text for r in responses
+                                                      if r.status_code not in (200, 201)]
+    ids = {r.json()["id"] for r in responses}
+    assert len(ids) == 1
+    (id_,) = ids
+    assert await search_ids(http, "Patient", identifier=f"{SYSTEM}|{tag}") == [id_]
+    assert sorted(int(r.headers["etag"].strip('W/"')) for r in responses) == list(range(1, 51))
+    assert versions_of(await history(http, "Patient", id_)) == list(range(1, 51))
+
+
+async def test_concurrent_conditional_updates_in_transactions_make_one_resource(
+        server: str, http: httpx.AsyncClient, tag: str) -> None:
+    """The same race inside transaction Bundles whose other entry refers to the fullUrl."""
+
+    async def send(c: httpx.AsyncClient, i: int) -> httpx.Response:
+        ref = f"urn:uuid:{uuid.uuid4()}"
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": ref, "resource": patient(tag),
+             "request": {"method": "PUT", "url": f"Patient?identifier={SYSTEM}|{tag}"}},
+            {"fullUrl": f"urn:uuid:{uuid.uuid4()}",
+             "resource": {"resourceType": "Observation", "status": "final",
+                          "identifier": [{"system": SYSTEM, "value": f"{tag}-{i}"}],
+                          "code": {"text": "weight"}, "subject": {"reference": ref}},
+             "request": {"method": "POST", "url": "Observation"}},
+        ]}
+        return await c.post("", json=bundle)
+
+    responses = await race(server, 20, send)
+    assert statuses(responses) == {200: 20}, [r.text for r in responses if r.status_code != 200]
+    first = [r.json()["entry"][0] for r in responses]
+    assert Counter(e["response"]["status"].split()[0] for e in first) == {"201": 1, "200": 19}
+    ids = {e["resource"]["id"] for e in first}
+    assert len(ids) == 1
+    (id_,) = ids
+    assert await search_ids(http, "Patient", identifier=f"{SYSTEM}|{tag}") == [id_]
+    assert versions_of(await history(http, "Patient", id_)) == list(range(1, 21))
+    for r in responses:
+        assert r.json()["entry"][1]["resource"]["subject"]["reference"] == f"Patient/{id_}"
+    assert len(await search_ids(http, "Observation", subject=f"Patient/{id_}")) == 20
+
+
+async def test_conditional_updates_race_conditional_creates(
+        server: str, http: httpx.AsyncClient, tag: str) -> None:
+    """Conditional creates and updates with the same criteria share one lock: one resource."""
+    cond = f"identifier={SYSTEM}|{tag}"
+
+    async def send(c: httpx.AsyncClient, i: int) -> httpx.Response:
+        if i % 2:
+            return await c.post("/Patient", json=patient(tag), headers={"If-None-Exist": cond})
+        return await c.put(f"/Patient?{cond}", json=patient(tag))
+
+    responses = await race(server, 30, send)
+    assert set(statuses(responses)) <= {200, 201}, [r.text for r in responses
+                                                    if r.status_code not in (200, 201)]
+    assert statuses(responses)[201] == 1
+    assert len(await search_ids(http, "Patient", identifier=f"{SYSTEM}|{tag}")) == 1
+
+
+async def test_concurrent_conditional_patches_apply_one_by_one(
+        server: str, http: httpx.AsyncClient, tag: str) -> None:
+    """30 PATCH Patient?identifier=... each appending a given name: all land, none lost."""
+    r = await http.post("/Patient", json=patient(tag, name=[{"family": "P", "given": ["v"]}]))
+    assert r.status_code == 201, r.text
+    id_ = r.json()["id"]
+
+    async def send(c: httpx.AsyncClient, i: int) -> httpx.Response:
+        ops = [{"op": "add", "path": "/name/0/given/-", "value": f"w{i}"}]
+        return await c.patch(f"/Patient?identifier={SYSTEM}|{tag}", content=orjson_dumps(ops),
+                             headers={"Content-Type": "application/json-patch+json"})
+
+    responses = await race(server, 30, send)
+    assert statuses(responses) == {200: 30}, [r.text for r in responses if r.status_code != 200]
+    current = (await http.get(f"/Patient/{id_}")).json()
+    assert sorted(current["name"][0]["given"]) == sorted(["v", *(f"w{i}" for i in range(30))])
+    assert current["meta"]["versionId"] == "31"
+
+
+async def test_concurrent_conditional_deletes_delete_once(
+        server: str, http: httpx.AsyncClient, tag: str) -> None:
+    r = await http.post("/Patient", json=patient(tag))
+    assert r.status_code == 201, r.text
+    id_ = r.json()["id"]
+
+    async def send(c: httpx.AsyncClient, i: int) -> httpx.Response:
+        return await c.delete(f"/Patient?identifier={SYSTEM}|{tag}")
+
+    responses = await race(server, 20, send)
+    assert statuses(responses) == {200: 20}, [r.text for r in responses if r.status_code != 200]
+    assert (await http.get(f"/Patient/{id_}")).status_code == 410
+    assert versions_of(await history(http, "Patient", id_)) == [1, 2]
+
+
+def orjson_dumps(value: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(value)

@@ -11,6 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+import careplans.risk.models  # noqa: F401  (risk stratification tables, same metadata)
+import careplans.worklist.models  # noqa: F401  (worklist tables, same metadata)
 import consent.oauth_schema  # noqa: F401  (the authorisation server's tables, same metadata)
 from fhir.db import Database
 from fhir.migrate import upgrade
@@ -73,3 +75,52 @@ async def _recreate(url: str) -> None:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+
+
+async def _reindexed(url: str) -> tuple[list[tuple[object, ...]], list[str]]:
+    """Migration 0005 on a database at 0004 holding a Patient whose identifier (300
+    characters) was cut to 255: its index rows gain the hash, and the cut key goes."""
+    import orjson
+
+    from fhir.index import digest
+
+    value = "v" * 300
+    body = {"resourceType": "Patient", "id": "long", "identifier": [{"system": "urn:t",
+                                                                    "value": value}]}
+    db = Database(url)
+    try:
+        await upgrade(db.engine, "0004")
+        async with db.engine.begin() as conn:
+            rid = (await conn.execute(sa.text(
+                "INSERT INTO resource (type, id, version, last_updated, deleted, content) "
+                "VALUES ('Patient', 'long', 1, 0, false, :content) RETURNING rid"),
+                {"content": orjson.dumps(body).decode()})).scalar_one()
+            await conn.execute(sa.text(
+                "INSERT INTO sp_token (rid, param, system, code) "
+                "VALUES (:rid, 'identifier', 'urn:t', :code)"), {"rid": rid, "code": value[:255]})
+            await conn.execute(sa.text(
+                "INSERT INTO conditional_key (type, query, rid) VALUES ('Patient', :q, :rid)"),
+                {"q": ("identifier=urn:t|" + value * 4)[:1024], "rid": rid})
+        await upgrade(db.engine)
+        async with db.engine.connect() as conn:
+            rows = [tuple(r) for r in await conn.execute(sa.text(
+                "SELECT param, code, code_hash FROM sp_token WHERE rid = :rid "
+                "AND param = 'identifier'"), {"rid": rid})]
+            keys = list((await conn.execute(sa.text(
+                "SELECT query FROM conditional_key"))).scalars())
+        assert rows == [("identifier", value[:255], digest(value, 255))]
+        return rows, keys
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migration_0005_hashes_values_cut_before(backend: str, request: pytest.FixtureRequest,
+                                                 tmp_path: object) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/m.db"
+    else:
+        url = request.getfixturevalue("pg_url") + "_migrations"
+        asyncio.run(_recreate(url))
+    rows, keys = asyncio.run(_reindexed(url))
+    assert len(rows) == 1 and keys == []

@@ -1,7 +1,7 @@
 """position index for the special search parameter `near` (sp_position)
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0008
 Create Date: 2026-12-04
 
 Location.position in WGS84 degrees, one row per position; the lookup index (param, lat, lon)
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0009'
-down_revision = '0004'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
