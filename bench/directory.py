@@ -8,11 +8,12 @@ bookings a second the server takes, and what 50 concurrent bookings of one slot 
     uv run python bench/directory.py run --db carenet_directory_bench25k [--requests 400]
 
 `prepare` copies the template (CREATE DATABASE ... TEMPLATE: the template is only read),
-adds the position index table of migration 0009 when the copy lacks it (a network database
-made before it), starts the server on the copy and PUTs the directory of the same generated
-network (Locations, HealthcareServices, Organizations, staff, Schedules, Slots) through the
-API as transaction Bundles, then ANALYZE. `run` starts the server (`--workers`) on the copy,
-then as a patient of the network:
+adds what migrations 0005 (hash columns: no value of the synthetic network is long enough to
+need re-indexing) and 0009 (the position index table) add, when the copy lacks them, starts
+the server on the copy and PUTs the directory of the same generated network (Locations,
+HealthcareServices, Organizations, staff, Schedules, Slots) through the API as transaction
+Bundles, then ANALYZE. `run` starts the server (`--workers`) on the copy, then as a patient of
+the network:
 - slot finding: the chained search `Slot?status=free&start=ge..&start=lt..&schedule.actor:
   HealthcareService.service-type=..&schedule.actor:Location.near=lat|lon|10|km&_sort=start
   &_count=10` (`--chain-requests`) and the same question as `Slot/$find` (`--requests`), for
@@ -47,7 +48,11 @@ from network import PG, launch, machine, save, stop_server  # noqa: E402
 SERVICE = "https://carenet.invalid/fhir/CodeSystem/network-service"
 TYPES = ("gp-appointment", "medication-review", "community-physiotherapy", "frailty-clinic",
          "social-prescribing")
-POSITION_DDL = (  # migration 0009, for a database made before it
+POSITION_DDL = (  # migrations 0005 (hash columns) and 0009, for a database made before them
+    "ALTER TABLE sp_token ADD COLUMN IF NOT EXISTS system_hash varchar(64)",
+    "ALTER TABLE sp_token ADD COLUMN IF NOT EXISTS code_hash varchar(64)",
+    "ALTER TABLE sp_string ADD COLUMN IF NOT EXISTS value_hash varchar(64)",
+    "ALTER TABLE sp_uri ADD COLUMN IF NOT EXISTS value_hash varchar(64)",
     "CREATE TABLE IF NOT EXISTS sp_position (rid bigint NOT NULL, param varchar(64) NOT NULL, "
     "lat double precision NOT NULL, lon double precision NOT NULL)",
     "CREATE INDEX IF NOT EXISTS ix_sp_position_lookup ON sp_position (param, lat, lon) "
