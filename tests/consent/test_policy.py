@@ -67,6 +67,25 @@ def test_patients_and_carers_see_the_directory_but_no_orphans() -> None:
     assert not decide(ctx("cn"), "read", "Observation", sealed).allowed
 
 
+def test_a_schedule_of_no_patient_is_a_service_diary() -> None:
+    """Schedule is in the Patient compartment (actor), but one naming no patient is a
+    service's diary that patients search for a slot: directory information, read only."""
+    for who in ("pat", "carer"):
+        assert decide(ctx(who), "read", "Schedule", ResourceMeta(None)).allowed
+        assert decide(ctx(who), "read", "Slot", ResourceMeta(None)).allowed
+        assert not decide(ctx(who), "update", "Schedule", ResourceMeta(None)).allowed
+        assert not decide(ctx(who), "read", "Schedule", ResourceMeta("pat-2")).allowed
+    # the SQL face: their own rows, or rows of no patient (for Observation: their own only)
+    row = resource.alias("r")
+
+    def sql(type_: str) -> str:
+        return str(search_filter(ctx("pat"), row, type_).compile(
+            dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+
+    assert sql("Schedule").startswith("(r.patient_id = 'pat-1' OR r.patient_id IS NULL)")
+    assert sql("Observation").startswith("(r.patient_id = 'pat-1' OR 0 = 1)")
+
+
 def test_a_patient_changes_only_their_own_entries_and_consents() -> None:
     own = ResourceMeta("pat-1", source="Patient/pat-1")
     clinician = ResourceMeta("pat-1", source=PRACTICE_A)
