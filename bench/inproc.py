@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import random
 import sys
@@ -28,8 +29,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from api import audit as api_audit  # noqa: E402
 from api.app import create_app  # noqa: E402
 from api.settings import Settings  # noqa: E402
+from bench.run import cpu_ticks, pg_backends  # noqa: E402
 from tests.tokens import bearer, mint  # noqa: E402
 
 SDS = "https://fhir.nhs.uk/CodeSystem/England-SDS-JobRoleCode"
@@ -66,7 +69,12 @@ async def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--patients", type=int, default=200)
     ap.add_argument("--profile", help="cProfile this workload (e.g. read-gp, create-gp)")
     ap.add_argument("--only", help="comma-separated workloads to run")
+    ap.add_argument("--unaudited", action="store_true",
+                    help="also run each read workload with the audit of reads switched off "
+                         "(as bench/unaudited_app.py; never deployed): what the audit costs")
     args = ap.parse_args(argv)
+    dbname = args.db.rpartition("/")[2]
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
     await recreate(args.db)
     app = create_app(Settings(database_url=args.db))
     async with app.router.lifespan_context(app):
@@ -102,13 +110,23 @@ async def main(argv: list[str] | None = None) -> None:
             workloads = {"read-gp": (read, gp_headers), "read-system": (read, system),
                          "create-gp": (create, gp_headers), "create-system": (create, system)}
             wanted = args.only.split(",") if args.only else list(workloads)
-            print("| workload | n | wall ms/req | process CPU ms/req |\n|---|---:|---:|---:|")
+            if args.unaudited:
+                wanted = [w for name in wanted for w in (
+                    (name, name + "-unaudited") if name.startswith("read") else (name,))]
+            print("| workload | n | wall ms/req | process CPU ms/req | PG CPU ms/req |\n"
+                  "|---|---:|---:|---:|---:|")
+            submit = api_audit.AuditTrail.__dict__["_submit"]
             for name in wanted:
-                send, headers = workloads[name]
+                send, headers = workloads[name.removesuffix("-unaudited")]
+                api_audit.AuditTrail._submit = (  # type: ignore[method-assign]
+                    staticmethod(lambda scope, status: None) if name.endswith("-unaudited")
+                    else submit)
                 for i in range(50):  # warm: every patient decided, every token cached
                     await send(i)
                 await app.state.audit.flush()
                 profiler = cProfile.Profile() if name == args.profile else None
+                backends = pg_backends(dbname)
+                pg0 = cpu_ticks(backends)
                 t0, c0 = time.perf_counter(), time.process_time()
                 if profiler:
                     profiler.enable()
@@ -124,8 +142,10 @@ async def main(argv: list[str] | None = None) -> None:
                 if profiler:
                     profiler.disable()
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                pg1 = cpu_ticks(backends)
+                pg = sum(pg1.get(p, t) - t for p, t in pg0.items()) * tick_ms
                 print(f"| {name} | {args.n} | {wall * 1000 / args.n:.3f} "
-                      f"| {cpu * 1000 / args.n:.3f} |", flush=True)
+                      f"| {cpu * 1000 / args.n:.3f} | {pg / args.n:.3f} |", flush=True)
                 if profiler:
                     out = Path(f"/tmp/inproc-{name}.prof")
                     profiler.dump_stats(out)
