@@ -142,8 +142,9 @@ async def main(argv: list[str] | None = None) -> None:
                 if profiler:
                     profiler.disable()
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-                pg1 = cpu_ticks(backends)
-                pg = sum(pg1.get(p, t) - t for p, t in pg0.items()) * tick_ms
+                # Connections the pools opened during the run count from zero.
+                pg1 = cpu_ticks(sorted(set(backends) | set(pg_backends(dbname))))
+                pg = sum(t - pg0.get(p, 0) for p, t in pg1.items()) * tick_ms
                 print(f"| {name} | {args.n} | {wall * 1000 / args.n:.3f} "
                       f"| {cpu * 1000 / args.n:.3f} | {pg / args.n:.3f} |", flush=True)
                 if profiler:
