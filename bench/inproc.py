@@ -107,8 +107,12 @@ async def main(argv: list[str] | None = None) -> None:
                 return c.post("/Observation", json=observation(random.choice(patients)),
                               headers={**headers, "Prefer": "return=minimal"})
 
+            def mixed(i: int) -> Any:  # a GP's app: a write, then reads, in turn
+                return create(i) if i % 4 == 0 else read(i)
+
             workloads = {"read-gp": (read, gp_headers), "read-system": (read, system),
-                         "create-gp": (create, gp_headers), "create-system": (create, system)}
+                         "create-gp": (create, gp_headers), "create-system": (create, system),
+                         "mixed-gp": (mixed, gp_headers)}
             wanted = args.only.split(",") if args.only else list(workloads)
             if args.unaudited:
                 wanted = [w for name in wanted for w in (
