@@ -83,7 +83,8 @@ class Repository(RequestGuard):
                 await audit.write_in_transaction(conn, self.access, self.access.scope)
                 # What it wrote may change whom it reaches (a patient it registered, a care
                 # team it joined): its next request lists them afresh.
-                access_context.forget_reach(self.access.principal)
+                access_context.wrote(self.access.principal,
+                                     {type_ for _, type_, _ in self.access.written})
 
     # ---- reads and searches -------------------------------------------------------------
 

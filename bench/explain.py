@@ -31,6 +31,8 @@ async def main() -> None:
     ap.add_argument("--generic", action="store_true",
                     help="explain the generic plan, as PostgreSQL may pick for a prepared "
                          "statement after five runs (plan_cache_mode = force_generic_plan)")
+    ap.add_argument("--user", help="sign in as this user (e.g. Practitioner/<id>: the filters "
+                                   "of a GP run) instead of the network's backend service")
     ap.add_argument("path", nargs="+")
     args = ap.parse_args()
 
@@ -49,8 +51,10 @@ async def main() -> None:
     from consent.grants import operator_token
 
     async with app.router.lifespan_context(app):
+        as_user = ({"scope": "user/*.cruds openid fhirUser", "user": args.user}
+                   if args.user else {})
         token = await operator_token(app.state.db, fhir_base=f"{base}/fhir",
-                                     client_id="carenet-bench")
+                                     client_id="carenet-bench", **as_user)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=base,
                                      headers={"Authorization": f"Bearer {token}"}) as client:

@@ -131,7 +131,9 @@ def ingest(args: argparse.Namespace) -> None:
             [sys.executable, "-m", "api", "seed", "--patients", str(args.patients), "--seed",
              str(args.seed), "--as-of", "2025-06-01", "--concurrency", str(args.concurrency),
              "--url", f"http://127.0.0.1:{args.port}/fhir"],
-            cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
+            cwd=ROOT, capture_output=True, text=True, timeout=args.timeout,
+            # The loader signs its token with the keys in the server's database.
+            env={**os.environ, "CARENET_DATABASE_URL": db_url})
         seconds = time.perf_counter() - started
     finally:
         stop_server(proc)

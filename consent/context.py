@@ -88,10 +88,25 @@ def forget_reaches() -> None:
     _reaches.clear()
 
 
+# The types whose writes can change whom a principal reaches (consent/relationships.py: a
+# Patient's generalPractitioner, a CareTeam's members, an open Task or ServiceRequest, a
+# self-claim's Basic, a carer's RelatedPerson) or what a patient's Consent lets through.
+REACH_TYPES = frozenset({"Patient", "CareTeam", "Task", "ServiceRequest", "Basic",
+                         "RelatedPerson", "Consent"})
+
+
 def forget_reach(principal: Principal) -> None:
     """Drop the principal's reach: it is writing, and what it writes may change it (a patient
     it registers, a care team it joins), which its next request must see at once."""
     _reaches.pop(_key(principal), None)
+
+
+def wrote(principal: Principal, types: Iterable[str]) -> None:
+    """The principal wrote resources of `types`: drop its reach when one of them can change
+    it (`REACH_TYPES`); an Observation or a MedicationRequest cannot, and keeping the list
+    spares its next request (a GP's app writes and reads in turn) a listing."""
+    if not REACH_TYPES.isdisjoint(types):
+        forget_reach(principal)
 
 
 _listing: dict[tuple[Any, ...], asyncio.Future[Reach]] = {}
