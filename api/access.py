@@ -15,9 +15,9 @@ The one enforcement point of DESIGN.md, from the API's side. Every FHIR route bu
 4. a resource the caller may not see answers exactly as one that does not exist (404), so an
    id reveals nothing.
 
-Break-glass: a member of staff without a relationship sends `X-Break-Glass-Reason` (at least
-10 characters) and, for a search, `X-Break-Glass-Patient`; access to that patient's record is
-then granted (not to entries sealed with labels break-glass does not open), the access is
+Break-glass: a member of staff without a relationship sends `X-Break-Glass-Reason` (in
+words: at least 2 words and 10 letters) and, for a search, `X-Break-Glass-Patient`; access
+to that patient's record is then granted (never to entries labelled SDV or V), the access is
 audited with purpose of use ETREAT, and a privacy-officer alert is raised (api/audit.py).
 
 A verified token is remembered for `CACHE_SECONDS` (at most until it expires), so the hot
@@ -27,6 +27,7 @@ stops working within that time.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,7 +62,9 @@ CACHE_SECONDS = 10.0
 CACHE_SIZE = 10_000
 BREAK_GLASS_REASON = "x-break-glass-reason"
 BREAK_GLASS_PATIENT = "x-break-glass-patient"
-MIN_REASON = 10
+MIN_REASON = 10  # letters
+MIN_REASON_WORDS = 2
+_WORD = re.compile(r"[^\W\d_]{2,}")  # a run of two or more letters, in any script
 # The SMART v2 letter each interaction needs (https://hl7.org/fhir/smart-app-launch/
 # scopes-and-launch-context.html#scopes-for-requesting-fhir-resources).
 LETTER = {"read": "r", "vread": "r", "history": "r", "search": "s", "create": "c",
@@ -476,10 +479,14 @@ async def authenticate(request: Request) -> Access:
 
 
 def check_reason(reason: str) -> None:
-    """403 unless an emergency access reason is long enough to mean something."""
-    if len(reason.strip()) < MIN_REASON:
-        raise Forbidden(f"Emergency access needs a reason of at least {MIN_REASON} "
-                        f"characters in {BREAK_GLASS_REASON}.")
+    """403 unless an emergency access reason says something in words: at least
+    MIN_REASON_WORDS words of two or more letters, MIN_REASON letters in all (padding,
+    digits and punctuation do not count)."""
+    words = _WORD.findall(reason)
+    if len(words) < MIN_REASON_WORDS or sum(len(w) for w in words) < MIN_REASON:
+        raise Forbidden(f"Emergency access needs a reason in words in {BREAK_GLASS_REASON}: "
+                        f"at least {MIN_REASON_WORDS} words and {MIN_REASON} letters, such "
+                        "as 'unconscious in ED, needs medication history'.")
 
 
 AccessDep = Annotated[Access, Depends(authenticate)]

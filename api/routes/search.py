@@ -15,7 +15,7 @@ from api.http import FHIR_JSON, base_url, fhir_response, prefer
 from api.routes.record import known_type
 from fhir import bundles, everything, interactions, search
 from fhir.dates import BadDate, date_range
-from fhir.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from fhir.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
 from fhir.search import compartment
 
 router = APIRouter()
@@ -114,6 +114,19 @@ async def history_instance(type_: str, id_: str, request: Request, db: DbDep,
     return await _history(request, db, access, type_, id_, f"{type_}/{id_}/_history")
 
 
+def _break_glass_patient(access: Access, id_: str) -> None:
+    """Emergency access to Patient/[id]/...: the patient of the path, unless
+    X-Break-Glass-Patient names another (403 before any lookup, so it tells nothing)."""
+    if access.break_glass_reason is None:
+        return
+    if access.break_glass_patient is None:
+        access.break_glass_patient = id_
+    elif access.break_glass_patient != id_:
+        raise Forbidden(f"X-Break-Glass-Patient names Patient/{access.break_glass_patient}, "
+                        f"but the request is for Patient/{id_}: name the same patient, or "
+                        "leave the header out.")
+
+
 # Patient compartment routes: after /{type_}/{id_}/_history, which they would otherwise take.
 
 
@@ -129,8 +142,10 @@ async def patient_everything(id_: str, request: Request, db: DbDep,
         query.visible = lambda row, type_: sa.and_(guard.visible(row, type_),
                                                   row.c.type != "AuditEvent")
     access.scope_context("Patient", "read")
+    _break_glass_patient(access, id_)
     async with db.read() as conn, access.guarding(conn):
         await interactions.read(conn, "Patient", id_)  # 404 unknown or unseen, 410 deleted
+        await access.open_search(conn)  # any refusal before the first byte, not mid-stream
     base = base_url(request)
 
     async def body() -> AsyncIterator[bytes]:
@@ -158,8 +173,7 @@ async def search_compartment(id_: str, type_: str, request: Request, db: DbDep,
     lenient = prefer(request, "handling") == "lenient"
     params = parse_qsl(request.url.query, keep_blank_values=True)
     access.scope_context(type_, "search", [*params, ("patient", f"Patient/{id_}")])
-    if access.break_glass_reason is not None and access.break_glass_patient is None:
-        access.break_glass_patient = id_
+    _break_glass_patient(access, id_)
     async with db.read() as conn, access.guarding(conn, search=True) as guard:
         await interactions.read(conn, "Patient", id_)  # 404 unknown or unseen, 410 deleted
         query = search.parse(type_, params, lenient=lenient, visible=guard.visible)

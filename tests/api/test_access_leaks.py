@@ -75,6 +75,11 @@ async def staff(client: httpx.AsyncClient, family: str, org: str, sds_code: str)
 @pytest.fixture(scope="module")
 async def net(client: httpx.AsyncClient, app: Any) -> SimpleNamespace:
     """The network, its victims' ids and the attackers' tokens."""
+    return await network(client, app)
+
+
+async def network(client: httpx.AsyncClient, app: Any) -> SimpleNamespace:
+    """Load the network (as the loader `client`); its ids and the attackers' tokens."""
     tag = uuid.uuid4().hex[:10]
     n = SimpleNamespace(tag=tag, since=iso_instant(time.time() - 1))
     org = {k: await make(client, {"resourceType": "Organization", "name": f"{k} {tag}"})
