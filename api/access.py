@@ -291,6 +291,32 @@ class AccessGuard:
             access.denied = decision.reason
             raise hidden
 
+    async def check_target(self, conn: Any, interaction: str, resource_type: str, id_: str,
+                           current: Stored | None) -> None:
+        """Hidden means unknown for writes too: an update, patch or delete of what the caller
+        may not see answers as one of an id that does not exist, before its version or
+        content is looked at. Create-on-update (a PUT to an id with nothing there) is for the
+        principals who reach every record (the network's systems): for anyone else an id
+        taken by a record they may not see would answer differently from a fresh one
+        (https://hl7.org/fhir/R4/http.html#upsert lets a server refuse client-chosen ids);
+        they create with POST."""
+        access = self.access
+        unknown = NotFound(f"{resource_type}/{id_} is not known." if interaction != "update"
+                           else f"{resource_type}/{id_} is not known. To create a "
+                           f"{resource_type}, POST it to [base]/{resource_type}: the server "
+                           "assigns its id.")
+        if current is None:
+            if interaction == "update" and not relationships.network_wide(access.principal):
+                access.denied = "create-on-update is for the network's own systems"
+                raise unknown
+            return
+        meta = meta_of(current, with_source=True)
+        if meta.patient_id:
+            access.patients.add(meta.patient_id)
+        if not await access.decide(conn, "read", current.type, meta):
+            access.denied = "a resource the caller may not see"
+            raise unknown
+
     def prepare(self, body: dict[str, Any]) -> None:
         source = entered_by(self.access.principal)
         if source is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api import test_access_leaks as leaks
 from tests.api.support import outcome
 from tests.api.test_access_leaks import REASON, ids, network, same_not_found, search
 
@@ -103,3 +104,53 @@ async def test_the_reason_is_kept_in_the_audit(client: httpx.AsyncClient, app: A
         assert len(kept) == 1, log
         assert kept[0]["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"
         assert kept[0]["agent"][0]["who"]["reference"] == f"Practitioner/{net.gp_b}"
+
+
+# ---- 3. create-on-update is no existence oracle ----------------------------------------------
+
+async def test_a_put_to_a_hidden_id_answers_as_a_put_to_a_fresh_one(
+        client: httpx.AsyncClient, net: SimpleNamespace) -> None:
+    """A GP of A puts an Observation of their own patient at the id of P2's entry (B's), and
+    at a fresh id: the same answer, with and without If-Match; create-on-update (client-chosen
+    ids) is for the network's own systems, so staff create with POST."""
+    fresh = uuid.uuid4().hex
+    for headers in ({}, {"If-Match": 'W/"1"'}, {"If-Match": 'W/"2"'}):
+        answers = []
+        for id_ in (net.obs2, fresh):
+            body = {**leaks.observation(net.p1, "put-probe"), "id": id_}
+            answers.append(await client.put(f"/Observation/{id_}", json=body,
+                                            headers={**net.as_gp_a, **headers}))
+        same_not_found(answers[0], answers[1], net.obs2, fresh)
+        assert "POST" in answers[1].text  # says what to do instead
+    assert (await client.get(f"/Observation/{fresh}")).status_code == 404  # nothing created
+    assert (await client.get(f"/Observation/{net.obs2}")).json()["valueString"] == "v2"
+    # the network's loader still syncs with its own ids
+    body = {**leaks.observation(net.p1, "synced"), "id": fresh}
+    assert (await client.put(f"/Observation/{fresh}", json=body)).status_code == 201
+    # and a GP updates what they may see, at its id
+    mine = (await client.get(f"/Observation/{fresh}", headers=net.as_gp_a)).json()
+    r = await client.put(f"/Observation/{fresh}", json={**mine, "valueString": "seen"},
+                         headers=net.as_gp_a)
+    assert r.status_code == 200, r.text
+
+
+async def test_patch_and_delete_of_a_hidden_id_answer_as_of_an_unknown_one(
+        client: httpx.AsyncClient, net: SimpleNamespace) -> None:
+    """Neither its version (If-Match) nor its content (a JSON Patch `test`) is looked at."""
+    unknown = uuid.uuid4().hex
+    patch_headers = {**net.as_gp_a, "Content-Type": "application/json-patch+json"}
+    for ops in ([{"op": "test", "path": "/valueString", "value": "v2"}],
+                [{"op": "test", "path": "/valueString", "value": "guess"}],
+                [{"op": "replace", "path": "/status", "value": "cancelled"}]):
+        for headers in ({}, {"If-Match": 'W/"1"'}):
+            same_not_found(
+                await client.patch(f"/Observation/{net.obs2}", json=ops,
+                                   headers={**patch_headers, **headers}),
+                await client.patch(f"/Observation/{unknown}", json=ops,
+                                   headers={**patch_headers, **headers}), net.obs2, unknown)
+    for headers in ({}, {"If-Match": 'W/"1"'}, {"If-Match": 'W/"2"'}):
+        same_not_found(
+            await client.delete(f"/Observation/{net.obs2}", headers={**net.as_gp_a, **headers}),
+            await client.delete(f"/Observation/{unknown}", headers={**net.as_gp_a, **headers}),
+            net.obs2, unknown)
+    assert (await client.get(f"/Observation/{net.obs2}")).json()["valueString"] == "v2"
