@@ -104,6 +104,9 @@ class Access:
     written: list[tuple[str, str, str]] = field(default_factory=list)  # (interaction, type, id)
     audited: bool = False
     scope: Any = None  # the ASGI scope of the request
+    # The route redacts AuditEvents for a patient or carer (api/audit.py); elsewhere (Bundle
+    # entries, history, $everything) they see none.
+    shows_audit: bool = False
 
     # ---- scopes ------------------------------------------------------------------------
 
@@ -143,6 +146,10 @@ class Access:
                     return None
                 found.add(s.resource_type)
         return frozenset(found)
+
+    def hides_audit(self) -> bool:
+        """A patient or carer outside the routes that redact AuditEvents sees none."""
+        return self.principal.kind in (Kind.PATIENT, Kind.CARER) and not self.shows_audit
 
     # ---- the policy ----------------------------------------------------------------------
 
@@ -258,6 +265,8 @@ class AccessGuard:
         if context is None:
             return sa.false()
         parts = [policy.search_filter(ctx, row, resource_type)]
+        if access.hides_audit():
+            parts.append(row.c.type != "AuditEvent")
         readable = access.readable_types()
         if resource_type is None and readable is not None:
             parts.append(row.c.type.in_(sorted(readable)))
@@ -272,6 +281,9 @@ class AccessGuard:
         hidden = NotFound(f"{stored.type}/{stored.id} has no version {stored.version}."
                           if interaction == "vread" else f"{stored.type}/{stored.id} is not known.")
         context = access.scope_context(stored.type, "read")
+        if stored.type == "AuditEvent" and access.hides_audit():
+            access.denied = "an access log entry outside the routes that redact it"
+            raise hidden
         meta = meta_of(stored, with_source=interaction != "read")
         if interaction != "read":  # a version: the current row says whose it is
             current = await store.read_current(conn, stored.type, stored.id)

@@ -20,9 +20,10 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.access import Access
+from api.access import Access, meta_of
 from api.http import FHIR_PREFIX
 from consent import audit
 from consent.principals import Kind
@@ -91,10 +92,13 @@ def record(access: Access | None, scope: Any, status: int,
         patients = tuple(sorted(access.patients))
         if access.break_glass_used:
             purpose, reason = "ETREAT", access.break_glass_reason
-    if principal is not None and principal.kind is Kind.PATIENT:
+    if principal is not None and principal.kind in (Kind.PATIENT, Kind.CARER):
         # Filed under the patient, who reads it: what the server found behind a refusal
-        # (another patient, the reason) would tell them what exists and whose it is.
-        patients = tuple(p for p in patients if p == principal.patient_id)
+        # (another patient, the reason) would tell them what exists and whose it is. A
+        # failure names no patient at all, so a refused read of a sealed entry of their own
+        # is logged word for word as a read of an id that never existed.
+        patients = tuple(p for p in patients if p == principal.patient_id
+                         or principal.kind is Kind.CARER) if status < 400 else ()
     elif message is None and access is not None and access.denied:
         message = f"refused: {access.denied}"
     return audit.AuditRecord(
@@ -136,6 +140,50 @@ async def _provenance(conn: AsyncConnection, access: Access, interaction: str, t
         "reason": [{"text": "patient-entered"}],
     }
     await interactions.create(conn, "Provenance", body)
+
+
+# ---- the access log as a patient sees it ---------------------------------------------------
+
+def redacts(access: Access) -> bool:
+    """The caller sees AuditEvents redacted (consent.audit.redacted): patients and carers."""
+    return access.principal.kind in (Kind.PATIENT, Kind.CARER)
+
+
+async def _visible_entries(conn: AsyncConnection, access: Access, refs: set[str]) -> set[str]:
+    """Which of `refs` (`Type/id`) the caller may read now (what does not exist: none)."""
+    from consent import policy
+
+    seen = set()
+    for ref in sorted(refs):
+        type_, _, id_ = ref.partition("/")
+        stored = await store.read_current(conn, type_, id_) if id_ else None
+        if stored is None or stored.deleted:
+            continue
+        meta = meta_of(stored)
+        ctx = await access.context(conn, (meta.patient_id,) if meta.patient_id else ())
+        if policy.decide(ctx, "read", stored.type, meta):
+            seen.add(ref)
+    return seen
+
+
+async def redact_contents(conn: AsyncConnection, access: Access,
+                          contents: list[str | None]) -> list[str | None]:
+    """The JSON texts of resources as the caller may see them: AuditEvents redacted for a
+    patient or carer, anything else as it is."""
+    if not redacts(access):
+        return contents
+    bodies = {i: orjson.loads(text) for i, text in enumerate(contents)
+              if text and '"AuditEvent"' in text}
+    bodies = {i: b for i, b in bodies.items() if b.get("resourceType") == "AuditEvent"}
+    if not bodies:
+        return contents
+    refs = set().union(*(audit.data_references(b) for b in bodies.values()))
+    visible = await _visible_entries(conn, access, refs)
+    out = list(contents)
+    for i, body in bodies.items():
+        out[i] = orjson.dumps(audit.redacted(body, viewer=access.principal.user,
+                                             visible=visible)).decode()
+    return out
 
 
 class AuditTrail:

@@ -57,6 +57,8 @@ class FastRead:
         if db.raw_pool is None or known is None:
             return False  # no token, or one not yet verified: the full path decides
         grant = access.Access(*known, token=token)
+        if type_ == "AuditEvent" and grant.hides_audit():
+            return False  # a patient's view of their log is redacted (api/audit.py)
         try:
             context = grant.scope_context(type_, "read")
             confined = grant.launch_patient(context)

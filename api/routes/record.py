@@ -5,17 +5,21 @@ Routes parse the request and hand over to `fhir.interactions`; nothing here know
 
 from __future__ import annotations
 
+import dataclasses
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.access import AccessDep
+from api import audit
+from api.access import Access, AccessDep
 from api.deps import DbDep, SettingsDep
 from api.http import if_match, outcome_response, read_json, resource_response
 from fhir import interactions
 from fhir.errors import BadRequest, NotFound
 from fhir.registry import registry
+from fhir.store import Stored
 
 router = APIRouter()
 
@@ -32,13 +36,22 @@ def criteria(request: Request) -> list[tuple[str, str]]:
             if k not in ("_format", "_pretty")]
 
 
+async def _redacted(conn: AsyncConnection, access: Access, stored: Stored) -> Stored:
+    """An AuditEvent as a patient or carer may see it (api/audit.py); anything else as is."""
+    if stored.type != "AuditEvent" or not audit.redacts(access):
+        return stored
+    content = (await audit.redact_contents(conn, access, [stored.content]))[0]
+    return dataclasses.replace(stored, content=content)
+
+
 @router.get("/{type_}/{id_}")
 async def read(type_: str, id_: str, request: Request, db: DbDep,
                access: AccessDep) -> Response:
     known_type(type_)
     access.scope_context(type_, "read")  # before the lookup: a 403 must not mean "it exists"
+    access.shows_audit = True  # _redacted: a patient's view of their access log
     async with db.read() as conn, access.guarding(conn):
-        stored = await interactions.read(conn, type_, id_)
+        stored = await _redacted(conn, access, await interactions.read(conn, type_, id_))
     return resource_response(request, stored)
 
 
@@ -47,8 +60,9 @@ async def vread(type_: str, id_: str, vid: str, request: Request, db: DbDep,
                access: AccessDep) -> Response:
     known_type(type_)
     access.scope_context(type_, "read")
+    access.shows_audit = True
     async with db.read() as conn, access.guarding(conn):
-        stored = await interactions.vread(conn, type_, id_, vid)
+        stored = await _redacted(conn, access, await interactions.vread(conn, type_, id_, vid))
     return resource_response(request, stored)
 
 

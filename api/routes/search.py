@@ -8,11 +8,14 @@ from urllib.parse import parse_qsl, urlencode
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from api import audit as api_audit
 from api.access import Access, AccessDep
 from api.deps import DbDep, SettingsDep
 from api.http import FHIR_JSON, base_url, fhir_response, prefer
 from api.routes.record import known_type
+from consent import audit
 from fhir import bundles, everything, interactions, search
 from fhir.dates import BadDate, date_range
 from fhir.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
@@ -25,10 +28,53 @@ async def _search(request: Request, db: DbDep, access: Access, type_: str,
                   params: list[tuple[str, str]]) -> Response:
     lenient = prefer(request, "handling") == "lenient"
     access.scope_context(type_, "search", params)
+    access.shows_audit = True  # _audit_patients redacts what a patient finds of it
+    _check_log_search(access, type_, params)
     async with db.read() as conn, access.guarding(conn, search=True) as guard:
         query = search.parse(type_, params, lenient=lenient, visible=guard.visible)
         page = await search.run(conn, query)
+        await _audit_patients(conn, access, type_, params, page)
     return fhir_response(bundles.searchset(base=base_url(request), page=page, query=query))
+
+
+# What a patient or carer may search their access log by: who, when, how, with what outcome;
+# never by the entries it names (`entity`...), whose matching would tell which exist.
+LOG_PARAMS = frozenset({"patient", "date", "agent", "agent-role", "action", "subtype", "type",
+                        "outcome", "_id", "_lastUpdated"})
+_RESULT_PARAMS = frozenset({"_count", "_sort", "_total", "_summary", "_elements", "_format",
+                            "_pretty", "_cursor", "_include", "_revinclude"})
+
+
+def _check_log_search(access: Access, type_: str, params: list[tuple[str, str]]) -> None:
+    """A patient's or carer's search of the access log takes only LOG_PARAMS (400 otherwise),
+    and no search of theirs reaches into it with `_has:AuditEvent`."""
+    if not api_audit.redacts(access):
+        return
+    for key, value in params:
+        name = key.partition(":")[0].partition(".")[0]
+        sorts = {v.strip().lstrip("-") for v in value.split(",")} if name == "_sort" else set()
+        if key.startswith("_has:AuditEvent:") or (type_ == "AuditEvent" and (
+                name not in LOG_PARAMS | _RESULT_PARAMS or not sorts <= LOG_PARAMS)):
+            raise BadRequest(f"Your access log is searched by {', '.join(sorted(LOG_PARAMS))} "
+                             f"(not '{key}').")
+
+
+async def _audit_patients(conn: AsyncConnection, access: Access, type_: str,
+                          params: list[tuple[str, str]], page: search.Page) -> None:
+    """Redact the AuditEvents a patient or carer finds (api/audit.py), and file the search's
+    audit under every patient it names or whose record it returns (consent/audit.py: BALP
+    PatientQuery), so each sees it in their access log."""
+    if api_audit.redacts(access):  # a patient's access log: what it hides from them, left out
+        for name in ("matches", "included"):
+            rows = getattr(page, name)
+            texts = await api_audit.redact_contents(conn, access, [r[3] for r in rows])
+            setattr(page, name, [(*r[:3], t) for r, t in zip(rows, texts, strict=True)])
+    access.patients |= audit.named_patients(type_, params)
+    rows = [*page.matches, *page.included]
+    access.patients |= {row[2] for row in rows if row[1] == "Patient"}
+    others = [row[0] for row in rows if row[1] != "Patient"]
+    if others:
+        access.patients |= await audit.returned_patients(conn, others)
 
 
 @router.get("/_history")
@@ -174,9 +220,12 @@ async def search_compartment(id_: str, type_: str, request: Request, db: DbDep,
     params = parse_qsl(request.url.query, keep_blank_values=True)
     access.scope_context(type_, "search", [*params, ("patient", f"Patient/{id_}")])
     _break_glass_patient(access, id_)
+    access.shows_audit = True  # _audit_patients redacts what a patient finds of it
+    _check_log_search(access, type_, params)
     async with db.read() as conn, access.guarding(conn, search=True) as guard:
         await interactions.read(conn, "Patient", id_)  # 404 unknown or unseen, 410 deleted
         query = search.parse(type_, params, lenient=lenient, visible=guard.visible)
         query.path = f"Patient/{id_}/{type_}"
         page = await search.run(conn, query, [restriction])
+        await _audit_patients(conn, access, type_, params, page)
     return fhir_response(bundles.searchset(base=base_url(request), page=page, query=query))

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.api import test_access_leaks as leaks
-from tests.api.support import outcome
+from tests.api.support import link, outcome
 from tests.api.test_access_leaks import REASON, ids, network, same_not_found, search
 
 
@@ -154,3 +154,151 @@ async def test_patch_and_delete_of_a_hidden_id_answer_as_of_an_unknown_one(
             await client.delete(f"/Observation/{unknown}", headers={**net.as_gp_a, **headers}),
             net.obs2, unknown)
     assert (await client.get(f"/Observation/{net.obs2}")).json()["valueString"] == "v2"
+
+
+# ---- 2. a patient's access log names nothing hidden from them ----------------------------------
+
+def request_ids(event: dict[str, Any]) -> set[str]:
+    return {e["what"]["identifier"]["value"] for e in event.get("entity", ())
+            if e.get("type", {}).get("code") == "XrequestId"}
+
+
+async def own_log(client: httpx.AsyncClient, app: Any, net: SimpleNamespace,
+                  who: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    await app.state.audit.flush()
+    headers = who if who is not None else net.as_p1
+    r = await client.get("/AuditEvent", params={"patient": f"Patient/{net.p1}", "_count": "500"},
+                         headers=headers)
+    out = []
+    while True:
+        assert r.status_code == 200, r.text
+        out += [e["resource"] for e in r.json().get("entry", ())]
+        following = link(r.json(), "next")
+        if following is None:
+            return out
+        r = await client.get(following, headers=headers)
+
+
+async def test_a_patients_log_shows_who_looked_but_names_nothing_hidden(
+        client: httpx.AsyncClient, app: Any, net: SimpleNamespace) -> None:
+    nopat = await leaks.make(client, {**leaks.observation(net.p1, "third-party"), "meta": {
+        "security": [{"system": leaks.ACT_CODE, "code": "NOPAT"}], "source": net.trust}})
+    very = await leaks.make(client, {**leaks.condition(net.p1, "sealed"), "meta": {
+        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                      "code": "V"}], "source": net.trust}})
+    hidden = {net.sdv1, nopat, very}
+    sent: dict[str, str] = {}  # what each request was -> its X-Request-Id (the audit names it)
+
+    async def get(key: str, path: str, who: dict[str, str], status: int) -> None:
+        r = await client.get(path, headers=who)
+        assert r.status_code == status, r.text
+        sent[key] = r.headers["x-request-id"]
+
+    for id_, who in ((net.sdv1, net.as_gp_a), (nopat, net.as_gp_a), (very, {}),
+                     (net.psy1, net.as_gp_a)):
+        type_ = "Observation" if id_ == nopat else "Condition"
+        await get(id_, f"/{type_}/{id_}", who, 200)
+    # refused: break-glass on SDV, and a GP without a relationship
+    await get("bg", f"/Condition/{net.sdv1}", emergency(net.as_gp_b), 404)
+    await get("nobody", f"/Condition/{net.psy1}", net.as_gp_b, 404)
+    # the patient's own probes: a sealed entry of theirs, and an id that never existed
+    await get("sealed", f"/Condition/{net.sdv1}", net.as_p1, 404)
+    await get("unknown", f"/Condition/{uuid.uuid4().hex}", net.as_p1, 404)
+
+    keys = {rid: key for key, rid in sent.items()}
+    log = [e for e in await own_log(client, app, net) if request_ids(e) & set(keys)]
+    text = str(log)
+    for id_ in hidden:
+        assert id_ not in text, id_
+    assert "refused" not in text and "sealed" not in text and "break-glass" not in text
+    by_request = {keys[next(iter(request_ids(e)))]: e for e in log}
+    assert set(by_request) == set(sent), sorted(by_request)
+    # who looked, when, how and why: all there
+    for id_ in (net.sdv1, nopat, net.psy1):
+        event = by_request[id_]
+        assert event["agent"][0]["who"]["reference"] == f"Practitioner/{net.gp_a}"
+        assert event["subtype"][0]["code"] == "read" and event["outcome"] == "0"
+        assert event["purposeOfEvent"][0]["coding"][0]["code"] == "TREAT"
+    assert f"Condition/{net.psy1}" in str(by_request[net.psy1])  # what they may see: named
+    for key in ("bg", "nobody"):
+        assert by_request[key]["agent"][0]["who"]["reference"] == f"Practitioner/{net.gp_b}"
+        assert by_request[key]["outcome"] == "4"
+    assert by_request[very]["agent"][0]["who"]["reference"].startswith("Device/")
+    # their own failed read of a sealed entry reads exactly as one of an id that never was
+    sealed, missing = by_request["sealed"], by_request["unknown"]
+
+    def shape(event: dict[str, Any]) -> dict[str, Any]:
+        entities = [e for e in event.get("entity", ()) if "XrequestId" not in str(e)]
+        return {**{k: v for k, v in event.items() if k not in ("id", "meta", "recorded")},
+                "entity": entities}
+
+    assert shape(sealed) == shape(missing)
+    # the privacy officer sees it all
+    full = await search(client, {}, "/AuditEvent", {"entity": f"Condition/{net.sdv1}",
+                                                    "_count": "500"})
+    assert any(sent["bg"] in str(e) and "refused" in str(e) for e in full["entry"])
+
+
+async def test_no_other_way_into_the_log_shows_more(client: httpx.AsyncClient, app: Any,
+                                                    net: SimpleNamespace) -> None:
+    r = await client.get(f"/Condition/{net.sdv1}", headers=net.as_gp_a)
+    assert r.status_code == 200
+    await app.state.audit.flush()
+    full = await search(client, {}, "/AuditEvent", {"entity": f"Condition/{net.sdv1}",
+                                                    "patient": f"Patient/{net.p1}",
+                                                    "_count": "1"})
+    event_id = full["entry"][0]["resource"]["id"]
+    # its own read: redacted as in the search
+    r = await client.get(f"/AuditEvent/{event_id}", headers=net.as_p1)
+    assert r.status_code == 200 and net.sdv1 not in r.text, r.text
+    assert net.sdv1 not in (await client.get(f"/AuditEvent/{event_id}/_history/1",
+                                             headers=net.as_p1)).text
+    # searching by the entries it names would tell which exist: refused
+    for params in ({"entity": f"Condition/{net.sdv1}"}, {"entity-type": "2"},
+                   {"_sort": "entity"}):
+        r = await client.get("/AuditEvent", params={"patient": net.p1, **params},
+                             headers=net.as_p1)
+        outcome(r, 400, "access log")
+    r = await client.get("/Patient", params={
+        "_has:AuditEvent:patient:entity": f"Condition/{net.sdv1}"}, headers=net.as_p1)
+    outcome(r, 400, "access log")
+    # Bundles, history and $everything hold none of it
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"AuditEvent?patient=Patient/{net.p1}"}},
+        {"request": {"method": "GET", "url": f"AuditEvent/{event_id}"}}]}
+    r = await client.post("", json=bundle, headers=net.as_p1)
+    assert r.status_code == 200 and net.sdv1 not in r.text, r.text
+    for path in (f"/Patient/{net.p1}/$everything?_type=AuditEvent", "/_history",
+                 "/AuditEvent/_history"):
+        r = await client.get(path, headers=net.as_p1)
+        assert net.sdv1 not in r.text, (path, r.text[:500])
+
+
+# ---- 4. searches reach the access log of the patients they name or return ---------------------
+
+async def test_searches_by_patient_reach_the_patients_log(client: httpx.AsyncClient, app: Any,
+                                                          net: SimpleNamespace) -> None:
+    searches = {
+        "patient": (net.as_gp_a, "/Observation", {"patient": net.p1}),
+        "subject": (net.as_gp_a, "/Condition", {"subject": f"Patient/{net.p1}"}),
+        "returned": (net.as_gp_a, "/Observation", {"code": "urn:leak|bp"}),
+        "name": (net.as_gp_a, "/Patient", {"name": f"Leak{net.tag}One"}),
+        "compartment": (net.as_gp_a, f"/Patient/{net.p1}/MedicationRequest", {}),
+        "unseen": (net.as_gp_b, "/Observation", {"patient": f"Patient/{net.p1}"}),
+    }
+    sent = {}
+    for key, (who, path, params) in searches.items():
+        r = await client.get(path, params=params, headers=who)
+        assert r.status_code == 200, r.text
+        sent[r.headers["x-request-id"]] = key
+    log = {sent[rid]: e for e in await own_log(client, app, net)
+           for rid in request_ids(e) if rid in sent}
+    assert set(log) == set(searches), sorted(log)
+    for key in searches:
+        event = log[key]
+        gp = net.gp_b if key == "unseen" else net.gp_a
+        assert event["agent"][0]["who"]["reference"] == f"Practitioner/{gp}"
+        assert event["subtype"][0]["code"] == "search"
+        assert {"reference": f"Patient/{net.p1}"} in [e.get("what") for e in event["entity"]]
+    query = [e for e in log["patient"]["entity"] if e.get("role", {}).get("code") == "24"][0]
+    assert query["description"] == "Observation?patient"  # what kind: names, not values
