@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.access import Access, meta_of
 from api.http import FHIR_PREFIX
-from consent import audit
+from consent import access_log, audit
 from consent.principals import Kind
 from fhir import guard as fhir_guard
 from fhir import interactions, store
@@ -177,11 +177,11 @@ async def redact_contents(conn: AsyncConnection, access: Access,
     bodies = {i: b for i, b in bodies.items() if b.get("resourceType") == "AuditEvent"}
     if not bodies:
         return contents
-    refs = set().union(*(audit.data_references(b) for b in bodies.values()))
+    refs = set().union(*(access_log.data_references(b) for b in bodies.values()))
     visible = await _visible_entries(conn, access, refs)
     out = list(contents)
     for i, body in bodies.items():
-        out[i] = orjson.dumps(audit.redacted(body, viewer=access.principal.user,
+        out[i] = orjson.dumps(access_log.redacted(body, viewer=access.principal.user,
                                              visible=visible)).decode()
     return out
 

@@ -37,7 +37,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consent.principals import Kind, Principal
@@ -55,7 +54,6 @@ from fhir.index import (
     normalise,
 )
 from fhir.registry import registry
-from fhir.schema import resource
 from fhir.store import Rows, Stored, iso_instant
 
 log = logging.getLogger("carenet.audit")
@@ -280,96 +278,6 @@ def events(record: AuditRecord) -> list[dict[str, Any]]:
 
 def _patients(record: AuditRecord) -> list[str | None]:
     return list(dict.fromkeys(record.patient_ids)) or [None]
-
-
-# ---- what a patient sees of their access log ------------------------------------------------
-# A patient (and a carer) learns from their log who looked at their record, when, how (the
-# interaction, the type searched) and why (the purpose, a break-glass reason), never what it
-# hides from them: the entity of an entry they may not see is left out, whether the entry is
-# sealed from them or never existed, so the two read alike; failures say only their status
-# (never "refused: a sealed entry"); the searches of others show the type and parameter names
-# searched, not the values (which may be the id of a hidden entry).
-
-
-def data_references(body: dict[str, Any]) -> set[str]:
-    """The `Type/id` of each entry an AuditEvent names as its data (BALP entity[data])."""
-    found = set()
-    for entity in body.get("entity", ()):
-        ref = (entity.get("what") or {}).get("reference")
-        if (entity.get("role") or {}).get("code") == "4" and isinstance(ref, str):
-            found.add("/".join(ref.split("/")[:2]))
-    return found
-
-
-def redacted(body: dict[str, Any], *, viewer: str, visible: set[str]) -> dict[str, Any]:
-    """`body`, an AuditEvent, as the patient or carer `viewer` (a reference) sees it, given
-    the entries (`Type/id`) among its data they may see."""
-    out = dict(body)
-    own = any(agent.get("requestor") and (agent.get("who") or {}).get("reference") == viewer
-              for agent in body.get("agent", ()))
-    entities = []
-    for entity in body.get("entity", ()):
-        role = (entity.get("role") or {}).get("code")
-        if role == "4":
-            ref = (entity.get("what") or {}).get("reference", "")
-            if "/".join(ref.split("/")[:2]) not in visible:
-                continue
-        elif role == "24" and not own:
-            type_, _, query = str(entity.get("description") or "").partition("?")
-            names = sorted({part.partition("=")[0] for part in query.split("&") if part})
-            entity = {k: v for k, v in entity.items() if k != "query"}
-            entity["description"] = f"{type_}?{'&'.join(names)}"
-        entities.append(entity)
-    if entities:
-        out["entity"] = entities
-    else:
-        out.pop("entity", None)
-    if "outcomeDesc" in out:
-        out["outcomeDesc"] = str(out["outcomeDesc"]).partition(" ")[0]
-    return out
-
-
-# ---- the patients of a search ---------------------------------------------------------------
-# BALP PatientQuery: a search is audited once for every patient it names or whose record it
-# returns, so each of them finds it in their own access log (`AuditEvent?patient=`).
-
-_PATIENT_REF = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^,/]*)?$")
-
-
-def named_patients(resource_type: str, params: Iterable[tuple[str, str]]) -> set[str]:
-    """The patient ids a search's parameters name: any `Patient/<id>` reference (relative or
-    absolute), a bare id of a `patient` parameter, and `_id` of a Patient search."""
-    found: set[str] = set()
-    for key, value in params:
-        name = key.partition(":")[0].partition(".")[0]
-        if name.startswith("_") and name != "_id":
-            continue
-        for one in value.split(","):
-            one = one.strip()
-            match = _PATIENT_REF.search(one)
-            if match:
-                found.add(match.group(1))
-            elif one and ((name == "patient" and key == name)
-                          or (name == "_id" and resource_type == "Patient")):
-                if re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", one):
-                    found.add(one)
-    return found
-
-
-async def returned_patients(conn: AsyncConnection, rids: Iterable[int]) -> set[str]:
-    """The patients whose records these resource rows belong to (a Patient row: itself)."""
-    wanted = sorted(set(rids))
-    found: set[str] = set()
-    for start in range(0, len(wanted), 1000):
-        rows = await conn.execute(
-            sa.select(resource.c.type, resource.c.id, resource.c.patient_id)
-            .where(resource.c.rid.in_(wanted[start:start + 1000])))
-        for type_, id_, patient_id in rows:
-            if patient_id:
-                found.add(patient_id)
-            elif type_ == "Patient":
-                found.add(id_)
-    return found
 
 
 # ---- index rows ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from api.access import Access, AccessDep
 from api.deps import DbDep, SettingsDep
 from api.http import FHIR_JSON, base_url, fhir_response, prefer
 from api.routes.record import known_type
-from consent import audit
+from consent import access_log
 from fhir import bundles, everything, interactions, search
 from fhir.dates import BadDate, date_range
 from fhir.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
@@ -62,19 +62,19 @@ def _check_log_search(access: Access, type_: str, params: list[tuple[str, str]])
 async def _audit_patients(conn: AsyncConnection, access: Access, type_: str,
                           params: list[tuple[str, str]], page: search.Page) -> None:
     """Redact the AuditEvents a patient or carer finds (api/audit.py), and file the search's
-    audit under every patient it names or whose record it returns (consent/audit.py: BALP
+    audit under every patient it names or whose record it returns (consent/access_log.py: BALP
     PatientQuery), so each sees it in their access log."""
     if api_audit.redacts(access):  # a patient's access log: what it hides from them, left out
         for name in ("matches", "included"):
             rows = getattr(page, name)
             texts = await api_audit.redact_contents(conn, access, [r[3] for r in rows])
             setattr(page, name, [(*r[:3], t) for r, t in zip(rows, texts, strict=True)])
-    access.patients |= audit.named_patients(type_, params)
+    access.patients |= access_log.named_patients(type_, params)
     rows = [*page.matches, *page.included]
     access.patients |= {row[2] for row in rows if row[1] == "Patient"}
     others = [row[0] for row in rows if row[1] != "Patient"]
     if others:
-        access.patients |= await audit.returned_patients(conn, others)
+        access.patients |= await access_log.returned_patients(conn, others)
 
 
 @router.get("/_history")
