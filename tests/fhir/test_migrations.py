@@ -73,3 +73,50 @@ async def _recreate(url: str) -> None:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+
+
+async def _renamed(url: str) -> dict[str, list[str]]:
+    """Store, at revision 0004, an AuditEvent and an Observation with index rows under the
+    shared keys; upgrade; the keys each type's rows carry then."""
+    db = Database(url)
+    try:
+        await upgrade(db.engine, "0004")
+        async with db.engine.begin() as conn:
+            for rid, type_ in ((1, "AuditEvent"), (2, "Observation")):
+                await conn.execute(sa.text(
+                    "INSERT INTO resource (rid, type, id, version, last_updated, deleted) "
+                    "VALUES (:rid, :type, :id, 1, 0, false)"), {"rid": rid, "type": type_,
+                                                             "id": f"x{rid}"})
+                await conn.execute(sa.text(
+                    "INSERT INTO sp_reference (rid, param, target_type, target_id) "
+                    "VALUES (:rid, 'patient', 'Patient', 'p')"), {"rid": rid})
+                await conn.execute(sa.text(
+                    "INSERT INTO sp_date (rid, param, lo, hi) VALUES (:rid, 'date', 0, 1)"),
+                    {"rid": rid})
+        await upgrade(db.engine)
+        await upgrade(db.engine)  # a second run renames nothing twice
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(sa.text(
+                "SELECT r.type, s.param FROM resource r JOIN (SELECT rid, param FROM "
+                "sp_reference UNION ALL SELECT rid, param FROM sp_date) s ON s.rid = r.rid "
+                "ORDER BY r.type, s.param"))).all()
+        out: dict[str, list[str]] = {}
+        for type_, param in rows:
+            out.setdefault(type_, []).append(param)
+        return out
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_audit_index_rows_get_keys_of_their_own(backend: str,
+                                                    request: pytest.FixtureRequest,
+                                                    tmp_path: object) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/keys.db"
+    else:
+        url = request.getfixturevalue("pg_url") + "_migrations"
+        asyncio.run(_recreate(url))
+    assert asyncio.run(_renamed(url)) == {
+        "AuditEvent": ["AuditEvent.date", "AuditEvent.patient"],
+        "Observation": ["date", "patient"]}
