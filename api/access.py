@@ -356,6 +356,13 @@ class AccessGuard:
             if confined is not None and meta.patient_id != confined:
                 access.denied = "outside the patient in the app's launch context"
                 raise Forbidden(f"The app may only write to the record of Patient/{confined}.")
+            if (asked == "create" and resource_type == "Patient" and meta.patient_id
+                    and registers_here(access.principal, body)):
+                # A new patient registered at the caller's own practice: the relationship
+                # the stored Patient will give them (consent/relationships.py, REGISTERED).
+                ctx = await access.context(conn, (meta.patient_id,))
+                ctx.facts[meta.patient_id] = PatientFacts(
+                    frozenset({Relationship.REGISTERED}), consents.EVERYTHING)
             decision = await access.decide(conn, asked, resource_type, meta)
             if not decision:
                 access.denied = decision.reason
@@ -363,6 +370,16 @@ class AccessGuard:
                         access, conn, current):
                     raise NotFound(f"{resource_type}/{current.id} is not known.")
                 raise Forbidden(f"You may not {asked} this {resource_type}: {decision.reason}.")
+
+
+def registers_here(principal: Principal, body: dict[str, Any] | None) -> bool:
+    """A Patient `body` whose generalPractitioner is the member of staff's organisation (or
+    them, or the role they act in): a registration at their practice."""
+    if principal.kind is not Kind.STAFF or not isinstance(body, dict):
+        return False
+    named = {g.get("reference") for g in body.get("generalPractitioner") or ()
+             if isinstance(g, dict)}
+    return bool(named & principal.references)
 
 
 async def _may_read(access: Access, conn: Any, stored: Stored) -> bool:

@@ -114,6 +114,13 @@ async def _authorize(request: Request, params: dict[str, str]) -> Response:
     user, problem = await _sign_in(request, params)
     if user is None or decision != "approve":
         return await _page(request, auth, params, problem or "Choose Allow or Deny.")
+    choice = (params.get("patient") or "").strip().removeprefix("Patient/")
+    if (user.kind == "practitioner" and auth.launch is None and auth.needs_patient() and choice
+            and not await _may_open(request, user, choice)):
+        # One answer for a patient they may not open and one that does not exist.
+        return await _page(request, auth, params, (
+            f"Patient/{choice} is not one of your patients: choose a patient registered at "
+            "your practice, in a care team of yours, or referred to you."))
     try:
         async with db.write() as conn:
             code = await authorize.approve(conn, auth, user=user,
@@ -122,6 +129,25 @@ async def _authorize(request: Request, params: dict[str, str]) -> Response:
     except authorize.NeedsChoice as exc:
         return await _page(request, auth, params, str(exc))
     return redirect(auth.redirect_uri, {"code": code, "state": auth.state})
+
+
+async def _may_open(request: Request, user: users.User, patient_id: str) -> bool:
+    """Whether a member of staff may read the record of `patient_id` (the access policy, as
+    for their first FHIR request with the token the page would give them)."""
+    from consent import context as access_context
+    from consent import policy
+    from consent.principals import staff_principal
+
+    role = user.roles[0] if user.roles else None
+    if role is None:
+        return False
+    principal = staff_principal(user=user.reference, practitioner_role=role.id,
+                                organization=role.organization, sds_code=role.code)
+    async with ctx.db_of(request).read() as conn:
+        if await users.exists(conn, "Patient", patient_id) is None:
+            return False
+        access = await access_context.resolve(conn, principal, patient_ids=(patient_id,))
+    return policy.decide(access, "read", "Patient", policy.ResourceMeta(patient_id)).allowed
 
 
 async def _page(request: Request, auth: authorize.AuthorizationRequest, params: dict[str, str],

@@ -91,10 +91,18 @@ async def test_staff_standalone_launch_picks_a_patient(oauth: httpx.AsyncClient,
     page = await oauth.post("/oauth/authorize", data={**params, "user": people.gp,
                                                       "decision": "approve"})
     assert page.status_code == 400 and "Choose the patient" in page.text
-    wrong = await oauth.post("/oauth/authorize", data={**params, "user": people.gp,
-                                                       "patient": "no-such-patient",
+    # A patient they may not open (alice: not registered at the GP's practice) and one that
+    # does not exist get the same answer, with what to choose instead (issue 16).
+    answers = []
+    for choice in (people.alice, "no-such-patient"):
+        r = await oauth.post("/oauth/authorize", data={**params, "user": people.gp,
+                                                       "patient": choice,
                                                        "decision": "approve"})
-    assert wrong.status_code == 400 and "not known" in wrong.text
+        assert r.status_code == 400 and "not one of your patients" in r.text, r.text
+        assert "location" not in r.headers  # no code for the app
+        problem = r.text.split('<p class="problem">', 1)[1].split("</p>", 1)[0]
+        answers.append(problem.replace(choice, "X"))
+    assert answers[0] == answers[1]
     code = await get_code(oauth, app, people.gp, params["scope"], challenge,
                           patient=people.bob)
     token = (await exchange(oauth, app, code, verifier)).json()

@@ -302,3 +302,33 @@ async def test_searches_by_patient_reach_the_patients_log(client: httpx.AsyncCli
         assert {"reference": f"Patient/{net.p1}"} in [e.get("what") for e in event["entity"]]
     query = [e for e in log["patient"]["entity"] if e.get("role", {}).get("code") == "24"][0]
     assert query["description"] == "Observation?patient"  # what kind: names, not values
+
+
+# ---- 9. friction: a GP registers a patient at their own practice ------------------------------
+
+async def test_a_gp_registers_a_new_patient_at_their_own_practice(
+        client: httpx.AsyncClient, net: SimpleNamespace) -> None:
+    ours = {"resourceType": "Patient", "name": [{"family": f"New{net.tag}"}],
+            "generalPractitioner": [{"reference": f"Organization/{net.org_a}"}]}
+    r = await client.post("/Patient", json=ours, headers=net.as_gp_a)
+    assert r.status_code == 201, r.text
+    new = r.json()["id"]
+    assert (await client.get(f"/Patient/{new}", headers=net.as_gp_a)).status_code == 200
+    r = await client.post("/Observation", json=leaks.observation(new, "first-visit"),
+                          headers=net.as_gp_a)
+    assert r.status_code == 201, r.text
+    outcome(await client.get(f"/Patient/{new}", headers=net.as_gp_b), 404)  # not B's
+    # registering someone at another practice (or at none) is still refused, and stores nothing
+    for gp in ([{"reference": "Organization/" + uuid.uuid4().hex}], []):
+        name = f"Elsewhere{uuid.uuid4().hex[:8]}"
+        body = {"resourceType": "Patient", "name": [{"family": name}], "generalPractitioner": gp}
+        if not gp:
+            del body["generalPractitioner"]
+        r = await client.post("/Patient", json=body, headers=net.as_gp_a)
+        outcome(r, 403)
+        assert ids(await search(client, {}, "/Patient", {"family": name})) == []
+    # nor does an update move someone else's patient into the practice
+    theirs = (await client.get(f"/Patient/{net.p3}")).json()
+    theirs["generalPractitioner"] = [{"reference": f"Organization/{net.org_a}"}]
+    r = await client.put(f"/Patient/{net.p3}", json=theirs, headers=net.as_gp_a)
+    assert r.status_code == 404, r.text
