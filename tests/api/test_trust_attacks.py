@@ -332,3 +332,16 @@ async def test_a_gp_registers_a_new_patient_at_their_own_practice(
     theirs["generalPractitioner"] = [{"reference": f"Organization/{net.org_a}"}]
     r = await client.put(f"/Patient/{net.p3}", json=theirs, headers=net.as_gp_a)
     assert r.status_code == 404, r.text
+
+
+async def test_a_batch_searching_a_patient_reaches_their_log(
+        client: httpx.AsyncClient, app: Any, net: SimpleNamespace) -> None:
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"Observation?patient={net.p1}"}},
+        {"request": {"method": "GET", "url": f"Patient/{net.p1}/Condition"}}]}
+    r = await client.post("", json=bundle, headers=net.as_gp_a)
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-request-id"]
+    found = [e for e in await own_log(client, app, net) if rid in request_ids(e)]
+    assert found and all(e["agent"][0]["who"]["reference"] == f"Practitioner/{net.gp_a}"
+                         for e in found)
