@@ -105,3 +105,17 @@ async def returned_patients(conn: AsyncConnection, rids: Iterable[int]) -> set[s
     return found
 
 
+async def patients_of(conn: AsyncConnection, refs: Iterable[tuple[str, str]]) -> set[str]:
+    """The patients whose records these (type, id) resources belong to (a Patient: itself),
+    e.g. the versions a history returns."""
+    wanted = sorted(set(refs))
+    found = {id_ for type_, id_ in wanted if type_ == "Patient"}
+    others = [(t, i) for t, i in wanted if t != "Patient"]
+    for start in range(0, len(others), 500):
+        chunk = others[start:start + 500]
+        rows = await conn.execute(
+            sa.select(resource.c.patient_id)
+            .where(sa.tuple_(resource.c.type, resource.c.id).in_(chunk),
+                   resource.c.patient_id.is_not(None)).distinct())
+        found |= {row[0] for row in rows}
+    return found

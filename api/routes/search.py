@@ -137,6 +137,8 @@ async def _history(request: Request, db: DbDep, access: Access, type_: str | Non
         rows, after = await interactions.history(conn, type_=type_, id_=id_, since=since,
                                                  count=count, before=before,
                                                  visible=guard.visible)
+        # Its audit reaches the log of every patient whose record it returns.
+        access.patients |= await access_log.patients_of(conn, {(r[1], r[2]) for r in rows})
     keep = [(k, v) for k, v in parse_qsl(request.url.query) if k in ("_since",)]
     query = urlencode(keep + [("_count", str(count))], safe=":")  # "+" in _since: %2B
     links = {"self": f"{path}?{query}"}

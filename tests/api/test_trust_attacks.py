@@ -345,3 +345,12 @@ async def test_a_batch_searching_a_patient_reaches_their_log(
     found = [e for e in await own_log(client, app, net) if rid in request_ids(e)]
     assert found and all(e["agent"][0]["who"]["reference"] == f"Practitioner/{net.gp_a}"
                          for e in found)
+
+
+async def test_a_history_returning_a_patients_record_reaches_their_log(
+        client: httpx.AsyncClient, app: Any, net: SimpleNamespace) -> None:
+    r = await client.get("/Observation/_history", params={"_since": net.since, "_count": "500"},
+                         headers=net.as_gp_a)
+    assert r.status_code == 200 and net.obs1 in r.text, r.text
+    rid = r.headers["x-request-id"]
+    assert [e for e in await own_log(client, app, net) if rid in request_ids(e)]
