@@ -551,10 +551,13 @@ class AuditLog:
         every candidate event, so a patient's log took a minute at 20,000 events; with them
         it takes the row id index (milliseconds). PostgreSQL gathers its own statistics.
         https://www.sqlite.org/lang_analyze.html#approx"""
-        async with self._db.write() as conn:
-            await conn.exec_driver_sql(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
-            await conn.exec_driver_sql("ANALYZE")
-        self._analyzed_at = self._stored
+        self._analyzed_at = self._stored  # once per doubling, whether or not it works
+        try:
+            async with self._db.write() as conn:
+                await conn.exec_driver_sql(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
+                await conn.exec_driver_sql("ANALYZE")
+        except Exception:  # noqa: BLE001 - statistics are an optimisation: never fail the log
+            log.warning("audit: refreshing SQLite's statistics failed", exc_info=True)
 
     async def _write_next(self, size: int | None = None) -> None:
         """Store the next batch (of `size`, default the batch size) in one transaction, then
@@ -568,7 +571,8 @@ class AuditLog:
             for _ in batch:
                 self._queue.popleft()
             self._stored += len(batch)
-            if self._db.is_sqlite and self._stored >= max(ANALYZE_FROM, 2 * self._analyzed_at):
+            if (getattr(self._db, "is_sqlite", False)
+                    and self._stored >= max(ANALYZE_FROM, 2 * self._analyzed_at)):
                 await self._analyze()
         done = [w for t, w in self._waiters if t <= self._stored]
         self._waiters = [(t, w) for t, w in self._waiters if t > self._stored]
