@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 # Run from the checkout: the project's `fhir` package must precede fhir.resources' (DESIGN.md).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -72,12 +73,36 @@ async def _token(settings: Settings, args: argparse.Namespace) -> str:
     db = Database(settings.database_url)
     try:
         await upgrade(db.engine)
+        if user is not None:
+            refused = await _refuse_user(db, user)
+            if refused:
+                sys.exit(f"no token: {refused}")
         return await operator_token(db, fhir_base=base, client_id="carenet-cli",
                                     scope=args.scope or default, user=user,
                                     lifetime=int(args.hours * 3600),
                                     issuer=settings.issuer or None)
     finally:
         await db.dispose()
+
+
+async def _refuse_user(db: Any, user: str) -> str | None:
+    """Why `user` may not have a token (unknown, inactive, staff without a role), or None:
+    the server would refuse the token at once (401), so say so before printing one."""
+    from consent import users
+
+    type_, _, id_ = user.partition("/")
+    async with db.read() as conn:
+        body = await users.exists(conn, type_, id_)
+        if body is None:
+            return (f"{user} is not in this server's database (CARENET_DATABASE_URL). Find "
+                    f"ids with a search, e.g. GET /fhir/{type_}?_count=5 with the backend "
+                    "service's token (python -m api token).")
+        if body.get("active") is False:
+            return f"{user} is inactive (active: false); tokens are for active users only."
+        if type_ == "Practitioner" and not await users.practitioner_roles(conn, id_):
+            return (f"{user} has no PractitionerRole, so no organisation or role to act in; "
+                    "give them one first.")
+    return None
 
 
 async def _register_client(settings: Settings, source: str) -> int:

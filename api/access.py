@@ -14,14 +14,15 @@ Every FHIR route but `metadata` takes an `Access` (through `AccessDep`, or the r
 4. a resource the caller may not see answers exactly as one that does not exist (404), so an
    id reveals nothing.
 
-Break-glass: a member of staff without a relationship sends `X-Break-Glass-Reason` (at least
-10 characters) and, for a search, `X-Break-Glass-Patient`; access to that patient's record is
-then granted (not to entries sealed with labels break-glass does not open), the access is
+Break-glass: a member of staff without a relationship sends `X-Break-Glass-Reason` (in
+words: at least 2 words and 10 letters) and, for a search, `X-Break-Glass-Patient`; access
+to that patient's record is then granted (never to entries labelled SDV or V), the access is
 audited with purpose of use ETREAT, and a privacy-officer alert is raised (api/audit.py).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
@@ -51,7 +52,9 @@ from fhir.errors import Forbidden
 
 BREAK_GLASS_REASON = "x-break-glass-reason"
 BREAK_GLASS_PATIENT = "x-break-glass-patient"
-MIN_REASON = 10
+MIN_REASON = 10  # letters
+MIN_REASON_WORDS = 2
+_WORD = re.compile(r"[^\W\d_]{2,}")  # a run of two or more letters, in any script
 # The SMART v2 letter each interaction needs (https://hl7.org/fhir/smart-app-launch/
 # scopes-and-launch-context.html#scopes-for-requesting-fhir-resources).
 LETTER = {"read": "r", "vread": "r", "history": "r", "search": "s", "create": "c",
@@ -75,6 +78,9 @@ class Access:
     written: list[tuple[str, str, str]] = field(default_factory=list)  # (interaction, type, id)
     audited: bool = False
     scope: Any = None  # the ASGI scope of the request
+    # The route redacts AuditEvents for a patient or carer (api/audit.py); elsewhere (Bundle
+    # entries, history, $everything) they see none.
+    shows_audit: bool = False
     _rules: ScopeRules | None = None
 
     # ---- scopes ------------------------------------------------------------------------
@@ -119,6 +125,10 @@ class Access:
         if not patient:
             raise InsufficientScope("patient/ scopes need a patient in context (launch/patient).")
         return patient
+
+    def hides_audit(self) -> bool:
+        """A patient or carer outside the routes that redact AuditEvents sees none."""
+        return self.principal.kind in (Kind.PATIENT, Kind.CARER) and not self.shows_audit
 
     # ---- the policy ----------------------------------------------------------------------
 
@@ -216,10 +226,14 @@ async def authenticate(request: Request) -> Access:
 
 
 def check_reason(reason: str) -> None:
-    """403 unless an emergency access reason is long enough to mean something."""
-    if len(reason.strip()) < MIN_REASON:
-        raise Forbidden(f"Emergency access needs a reason of at least {MIN_REASON} "
-                        f"characters in {BREAK_GLASS_REASON}.")
+    """403 unless an emergency access reason says something in words: at least
+    MIN_REASON_WORDS words of two or more letters, MIN_REASON letters in all (padding,
+    digits and punctuation do not count)."""
+    words = _WORD.findall(reason)
+    if len(words) < MIN_REASON_WORDS or sum(len(w) for w in words) < MIN_REASON:
+        raise Forbidden(f"Emergency access needs a reason in words in {BREAK_GLASS_REASON}: "
+                        f"at least {MIN_REASON_WORDS} words and {MIN_REASON} letters, such "
+                        "as 'unconscious in ED, needs medication history'.")
 
 
 AccessDep = Annotated[Access, Depends(authenticate)]

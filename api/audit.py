@@ -91,10 +91,13 @@ def record(access: Access | None, scope: Any, status: int,
         patients = tuple(sorted(access.patients))
         if access.break_glass_used:
             purpose, reason = "ETREAT", access.break_glass_reason
-    if principal is not None and principal.kind is Kind.PATIENT:
+    if principal is not None and principal.kind in (Kind.PATIENT, Kind.CARER):
         # Filed under the patient, who reads it: what the server found behind a refusal
-        # (another patient, the reason) would tell them what exists and whose it is.
-        patients = tuple(p for p in patients if p == principal.patient_id)
+        # (another patient, the reason) would tell them what exists and whose it is. A
+        # failure names no patient at all, so a refused read of a sealed entry of their own
+        # is logged word for word as a read of an id that never existed.
+        patients = tuple(p for p in patients if p == principal.patient_id
+                         or principal.kind is Kind.CARER) if status < 400 else ()
     elif message is None and access is not None and access.denied:
         message = f"refused: {access.denied}"
     return audit.AuditRecord(

@@ -55,6 +55,8 @@ class FastRead:
         if db.raw_pool is None or known is None:
             return False  # no token, or one not yet verified: the full path decides
         grant = access.Access(*known, token=token)
+        if type_ == "AuditEvent" and grant.hides_audit():
+            return False  # a patient's view of their log is redacted (api/audit.py)
         guard = RequestGuard(grant)
         if not guard.may_ask(type_):
             return False

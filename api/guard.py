@@ -15,8 +15,8 @@ import orjson
 
 from api import callers
 from api.access import Access
-from consent import door, labels, policy
-from consent.principals import AccessContext, Kind, Principal
+from consent import consents, door, labels, policy, relationships
+from consent.principals import AccessContext, Kind, PatientFacts, Principal, Relationship
 from consent.scope_rules import Verdict
 from fhir import store
 from fhir.errors import FhirError, Forbidden, NotFound
@@ -36,10 +36,12 @@ class RequestGuard:
         return Views(self._found, self._returned)
 
     def _found(self, row: Any, resource_type: str | None) -> Any:
-        return door.row_filter(self.access.ctx, self.access.rules, row, resource_type, "s")
+        return door.row_filter(self.access.ctx, self.access.rules, row, resource_type, "s",
+                               hide_audit=self.access.hides_audit())
 
     def _returned(self, row: Any, resource_type: str | None) -> Any:
-        return door.row_filter(self.access.ctx, self.access.rules, row, resource_type, "r")
+        return door.row_filter(self.access.ctx, self.access.rules, row, resource_type, "r",
+                               hide_audit=self.access.hides_audit())
 
     def may_ask(self, resource_type: str) -> bool:
         """Whether the token's scopes let it read `resource_type` at all (no lookup needed
@@ -74,6 +76,9 @@ class RequestGuard:
         hidden = NotFound(f"{stored.type}/{stored.id} has no version {stored.version}."
                           if interaction == "vread" else f"{stored.type}/{stored.id} is not known.")
         context = access.scope_context(stored.type, "read")
+        if stored.type == "AuditEvent" and access.hides_audit():
+            access.denied = "an access log entry outside the routes that redact it"
+            raise hidden
         meta = meta_of(stored, with_source=interaction != "read")
         if interaction != "read":  # a version: the current row says whose it is
             current = await store.read_current(conn, stored.type, stored.id)
@@ -97,6 +102,32 @@ class RequestGuard:
                 conn, access.rules, stored.type, stored.id, "r"):
             access.denied = "outside the search conditions of the token's scopes"
             raise hidden
+
+    async def check_target(self, conn: Any, interaction: str, resource_type: str, id_: str,
+                           current: Stored | None) -> None:
+        """Hidden means unknown for writes too: an update, patch or delete of what the caller
+        may not see answers as one of an id that does not exist, before its version or
+        content is looked at. Create-on-update (a PUT to an id with nothing there) is for the
+        principals who reach every record (the network's systems): for anyone else an id
+        taken by a record they may not see would answer differently from a fresh one
+        (https://hl7.org/fhir/R4/http.html#upsert lets a server refuse client-chosen ids);
+        they create with POST."""
+        access = self.access
+        unknown = NotFound(f"{resource_type}/{id_} is not known." if interaction != "update"
+                           else f"{resource_type}/{id_} is not known. To create a "
+                           f"{resource_type}, POST it to [base]/{resource_type}: the server "
+                           "assigns its id.")
+        if current is None:
+            if interaction == "update" and not relationships.network_wide(access.principal):
+                access.denied = "create-on-update is for the network's own systems"
+                raise unknown
+            return
+        meta = meta_of(current, with_source=True)
+        if meta.patient_id:
+            access.patients.add(meta.patient_id)
+        if not await access.decide(conn, "read", current.type, meta):  # break-glass too
+            access.denied = "a resource the caller may not see"
+            raise unknown
 
     def prepare(self, body: dict[str, Any]) -> None:
         source = entered_by(self.access.principal)
@@ -125,6 +156,13 @@ class RequestGuard:
             if confined is not None and meta.patient_id != confined:
                 access.denied = "outside the patient in the app's launch context"
                 raise Forbidden(f"The app may only write to the record of Patient/{confined}.")
+            if (asked == "create" and resource_type == "Patient" and meta.patient_id
+                    and registers_here(access.principal, body)):
+                # A new patient registered at the caller's own practice: the relationship
+                # the stored Patient will give them (consent/relationships.py, REGISTERED).
+                ctx = await access.context(conn, (meta.patient_id,))
+                ctx.facts[meta.patient_id] = PatientFacts(
+                    frozenset({Relationship.REGISTERED}), consents.EVERYTHING)
             decision = await access.decide(conn, asked, resource_type, meta)
             if not decision:
                 access.denied = decision.reason
@@ -138,6 +176,16 @@ class RequestGuard:
         ctx = await self.access.context(conn, (meta.patient_id,) if meta.patient_id else ())
         return (await door.may_read(conn, ctx, self.access.rules, stored.type, stored.id,
                                     meta)).allowed
+
+
+def registers_here(principal: Principal, body: dict[str, Any] | None) -> bool:
+    """A Patient `body` whose generalPractitioner is the member of staff's organisation (or
+    them, or the role they act in): a registration at their practice."""
+    if principal.kind is not Kind.STAFF or not isinstance(body, dict):
+        return False
+    named = {g.get("reference") for g in body.get("generalPractitioner") or ()
+             if isinstance(g, dict)}
+    return bool(named & principal.references)
 
 
 def meta_of(stored: Stored, *, with_source: bool = False) -> policy.ResourceMeta:

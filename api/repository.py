@@ -28,12 +28,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from api import log_view
 from api.access import Access
 from api.guard import RequestGuard
+from consent import access_log
 from consent import context as access_context
 from fhir import bundles, interactions, search, transaction
 from fhir import guard as fhir_guard
 from fhir.db import Database
+from fhir.errors import Forbidden
 from fhir.interactions import Result
 from fhir.operations import everything, find_slots
 from fhir.search import compartment
@@ -91,13 +94,17 @@ class Repository(RequestGuard):
     async def read(self, type_: str, id_: str) -> Stored:
         # Before the lookup: a 403 must not mean "it exists".
         self.access.scope_context(type_, "read")
+        self.access.shows_audit = True  # redacted below: a patient's view of their access log
         async with self.reading() as conn:
-            return await interactions.read(conn, type_, id_)
+            stored = await interactions.read(conn, type_, id_)
+            return await log_view.redact_stored(conn, self.access, stored)
 
     async def vread(self, type_: str, id_: str, version: str) -> Stored:
         self.access.scope_context(type_, "read")
+        self.access.shows_audit = True
         async with self.reading() as conn:
-            return await interactions.vread(conn, type_, id_, version)
+            stored = await interactions.vread(conn, type_, id_, version)
+            return await log_view.redact_stored(conn, self.access, stored)
 
     async def search(self, type_: str, params: list[tuple[str, str]], *, lenient: bool = False,
                      patient: str | None = None) -> tuple[search.Page, search.SearchQuery]:
@@ -108,15 +115,32 @@ class Repository(RequestGuard):
         else:
             extra.append(compartment.condition(type_, patient))  # 400 when not in it
             access.scope_context(type_, "search", [*params, ("patient", f"Patient/{patient}")])
-            if access.break_glass_reason is not None and access.break_glass_patient is None:
-                access.break_glass_patient = patient
+            self._break_glass_patient(patient)
+        if log_view.redacts(access):
+            access_log.check_log_search(type_, params)  # 400: what their log is searched by
+        access.shows_audit = True  # log_view.searched redacts what a patient finds of it
         async with self.reading(search=True) as conn:
             if patient is not None:
                 await interactions.read(conn, "Patient", patient)  # 404 unknown or unseen
             query = search.parse(type_, params, lenient=lenient, visible=self.visible)
             if patient is not None:
                 query.path = f"Patient/{patient}/{type_}"
-            return await search.run(conn, query, extra), query
+            page = await search.run(conn, query, extra)
+            await log_view.searched(conn, access, type_, params, page)
+            return page, query
+
+    def _break_glass_patient(self, patient: str) -> None:
+        """Emergency access to Patient/[id]/...: the patient of the path, unless
+        X-Break-Glass-Patient names another (403 before any lookup, so it tells nothing)."""
+        access = self.access
+        if access.break_glass_reason is None:
+            return
+        if access.break_glass_patient is None:
+            access.break_glass_patient = patient
+        elif access.break_glass_patient != patient:
+            raise Forbidden(f"X-Break-Glass-Patient names Patient/{access.break_glass_patient}, "
+                            f"but the request is for Patient/{patient}: name the same patient, "
+                            "or leave the header out.")
 
     async def history(self, type_: str | None, id_: str | None, *, since: float | None,
                       count: int, before: int | None) -> tuple[list[Any], int | None]:
@@ -126,8 +150,13 @@ class Repository(RequestGuard):
         async with self.reading(search=id_ is None) as conn:
             if id_ is not None and type_ is not None:
                 await interactions.read_any(conn, type_, id_)  # 404 unless the caller may see it
-            return await interactions.history(conn, type_=type_, id_=id_, since=since,
-                                              count=count, before=before, visible=self.visible)
+            rows, after = await interactions.history(conn, type_=type_, id_=id_, since=since,
+                                                     count=count, before=before,
+                                                     visible=self.visible)
+            # Its audit reaches the log of every patient whose record it returns.
+            self.access.patients |= await access_log.patients_of(
+                conn, {(r[1], r[2]) for r in rows})
+            return rows, after
 
     async def everything(self, patient: str, params: list[tuple[str, str]],
                          base: str) -> AsyncIterator[bytes]:
@@ -135,8 +164,10 @@ class Repository(RequestGuard):
         patient unknown or unseen, 410) are raised before the first byte."""
         query = everything.parse(patient, params, visible=self.visible)
         self.access.scope_context("Patient", "read")
+        self._break_glass_patient(patient)
         async with self.reading() as conn:
             await interactions.read(conn, "Patient", patient)
+            await self.access.open_search(conn)  # any refusal before the first byte
 
         async def body() -> AsyncIterator[bytes]:
             # One snapshot, open until the last byte is written.
@@ -180,16 +211,25 @@ class Repository(RequestGuard):
         entry before it (which made a batch's audit, and its time, grow with the square of
         its size).
         """
+        # The patients each entry's search names: its audit reaches their access logs.
+        named = access_log.named_in_entries(body)
         if body.get("type") == "transaction":
+            self.access.patients.update(*named)
             async with self.writing(search=True) as conn:
                 return await transaction.transaction(conn, body, base, minimal)
         assert self.db is not None, "a Repository made without a database only guards"
         access = self.access
+        each = iter(named)  # `batch` opens one connection per entry, in their order
+
+        def begin_entry() -> None:
+            access.patients.clear()
+            access.written.clear()
+            access.patients |= next(each, set())
+
         if self.db.is_sqlite:
             @asynccontextmanager
             async def alone() -> AsyncIterator[AsyncConnection]:
-                access.patients.clear()
-                access.written.clear()
+                begin_entry()
                 async with self.writing(search=True) as conn:
                     yield conn
 
@@ -197,8 +237,7 @@ class Repository(RequestGuard):
         async with self.db.write() as outer:
             @asynccontextmanager
             async def nested() -> AsyncIterator[AsyncConnection]:
-                access.patients.clear()
-                access.written.clear()
+                begin_entry()
                 async with outer.begin_nested(), self.guarding(outer, write=True, search=True):
                     yield outer
 

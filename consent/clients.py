@@ -76,6 +76,11 @@ class Client:
     def operator_registered(self) -> bool:
         return self.metadata.get(OPERATOR) is True
 
+    @property
+    def resource_server(self) -> bool:
+        """The operator registered it as a resource server: it may introspect any token."""
+        return self.operator_registered and self.metadata.get(RESOURCE_SERVER) is True
+
 
 def check_metadata(body: Any) -> dict[str, Any]:
     """RFC 7591 client metadata, checked and completed with defaults."""
@@ -169,10 +174,13 @@ def _check_redirect(uri: str) -> None:
 
 
 # Metadata only the operator's registration (`python -m api register-client`) sets: a backend
-# service it vouches for, which may reach records (api/access.py), and the Organization a
-# member practice's system acts for. Open registration strips both.
+# service it vouches for, which may reach records (api/access.py), the Organization a
+# member practice's system acts for, and a resource server that may introspect any token
+# (api/oauth/routes.py). Open registration strips them.
 OPERATOR = "carenet_operator_registered"
 ORGANIZATION = "organization"
+# A resource server the operator registered: it may introspect any token (RFC 7662 4).
+RESOURCE_SERVER = "resource_server"
 
 
 async def register(conn: AsyncConnection, body: Any, now: float | None = None, *,
@@ -191,8 +199,11 @@ async def register(conn: AsyncConnection, body: Any, now: float | None = None, *
                                     and len(org) > len("Organization/")):
             raise error(InvalidClientMetadataError,
                         "organization must be a reference such as Organization/<id>.")
+        if meta.get(RESOURCE_SERVER) not in (None, True, False):
+            raise error(InvalidClientMetadataError, "resource_server must be true or false.")
     else:
         meta.pop(ORGANIZATION, None)
+        meta.pop(RESOURCE_SERVER, None)
     client_id = uuid.uuid4().hex
     issued = int(time.time() if now is None else now)
     await conn.execute(oauth_client.insert().values(

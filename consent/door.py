@@ -27,14 +27,20 @@ from fhir.schema import resource
 
 
 def row_filter(ctx: AccessContext | None, rules: ScopeRules, row: Any,
-               resource_type: str | None, letter: str) -> Any:
+               resource_type: str | None, letter: str, *, hide_audit: bool = False) -> Any:
     """SQL: the principal may see `row` (of `resource_type`, None: any) by the policy and by
-    the token's scopes for `letter` (`s`: a search finds it; `r`: it is returned or read)."""
+    the token's scopes for `letter` (`s`: a search finds it; `r`: it is returned or read);
+    `hide_audit`: and it is no AuditEvent (a patient or carer outside the routes that redact
+    their access log: `check_read`'s rule as SQL)."""
     if ctx is None:  # no search context was resolved for the request: show nothing
         return sa.false()
     scoped = rules.sql(row, resource_type, letter)
-    allowed = policy.search_filter(ctx, row, resource_type)
-    return allowed if scoped is None else sa.and_(allowed, scoped)
+    parts = [policy.search_filter(ctx, row, resource_type)]
+    if scoped is not None:
+        parts.append(scoped)
+    if hide_audit and resource_type in (None, "AuditEvent"):
+        parts.append(row.c.type != "AuditEvent")
+    return parts[0] if len(parts) == 1 else sa.and_(*parts)
 
 
 async def within_scopes(conn: AsyncConnection, rules: ScopeRules, resource_type: str,

@@ -13,8 +13,10 @@ The rule (pure): a resource carrying a label is visible only to
   stamps `meta.source` with the writer's Organization reference, so this is who wrote it;
 - the roles the label table allows (`data/label-access.csv`);
 - the patient where the label allows it (never SDV, V or NOPAT), a carer never;
-- under break-glass, also roles the table does not allow, except for labels whose
-  `break_glass` column is n (SDV, V).
+- under break-glass, also roles the table does not allow, for the labels whose `break_glass`
+  column is y. Break-glass never opens a label whose column is n (SDV, V): not even to a role
+  or the author's organisation that would see it through a relationship, since emergency
+  access stands in for a relationship the caller does not have (README, "Who may see what").
 A resource with several labels must pass each. Labels not in the table restrict nothing.
 
 The resource table keeps the labels as space-separated `system|code` (fhir/store.py), so the
@@ -89,9 +91,17 @@ def author_organisation(source: str | None) -> str | None:
 
 
 def blocked(column: str, *, break_glass: bool = False) -> frozenset[str]:
-    """The labels a role-table column may not see (with emergency access, if `break_glass`)."""
-    return frozenset(key for key, rule in rules().items()
-                     if column not in rule.allowed and not (break_glass and rule.break_glass))
+    """The labels a role-table column may not see; with emergency access (`break_glass`),
+    those break-glass never opens, whatever the column (SDV, V)."""
+    if break_glass:
+        return never_opened()
+    return frozenset(key for key, rule in rules().items() if column not in rule.allowed)
+
+
+@cache
+def never_opened() -> frozenset[str]:
+    """The labels break-glass never opens (`break_glass` column n: SDV, V)."""
+    return frozenset(key for key, rule in rules().items() if not rule.break_glass)
 
 
 def _may_use_author_exception(principal: Principal) -> bool:
@@ -100,11 +110,14 @@ def _may_use_author_exception(principal: Principal) -> bool:
 
 def visible(principal: Principal, labels: Iterable[str], *, source: str | None = None,
             break_glass: bool = False) -> bool:
-    """The principal may see a resource with these labels, written by `source`."""
+    """The principal may see a resource with these labels, written by `source`; with
+    `break_glass`, as emergency access sees it (never what `never_opened` lists)."""
     sealed = {normalise(label) for label in labels} & blocked(principal.access_role,
                                                               break_glass=break_glass)
     if not sealed:
         return True
+    if break_glass:  # what emergency access does not open, it opens to no one
+        return False
     author = author_organisation(source)
     return (author is not None and _may_use_author_exception(principal)
             and author in principal.organizations)
@@ -167,6 +180,7 @@ def sql_visible(principal: Principal, row: Any, *, break_glass: bool = False) ->
     if not keys:
         return sa.true()
     clauses = [row.c.security.is_(None), sa.not_(has_any(row, keys))]
-    if _may_use_author_exception(principal) and principal.organizations:
+    if (not break_glass and _may_use_author_exception(principal)
+            and principal.organizations):
         clauses.append(authored_by(row, principal.organizations))
     return sa.or_(*clauses)

@@ -8,6 +8,9 @@ with consent/door.py) and installs itself with `guarding()`. Then:
   with the patient the resource belongs to before and after;
 - every read of one resource (`fhir.interactions.read`, `vread`, instance history) asks
   `check_read`, which answers 404 for what the caller may not see;
+- every write to an id (update, patch, delete) asks `check_target` before it looks at what is
+  there (its version for If-Match, its content for a patch, whether it exists at all for
+  create-on-update), so what the caller may not see answers as an id that does not exist;
 - every search that runs without an explicit visibility (conditional matching, the entries
   of a Bundle) takes `visible` as its SQL filter, so a condition can never match, and so
   reveal, what the caller may not see.
@@ -39,6 +42,13 @@ class Guard(Protocol):
     async def check_read(self, conn: Any, interaction: str, stored: Stored) -> None:
         """Raise NotFound unless the caller may read `stored` ("read": the current row,
         "vread" or "history": a version of it)."""
+
+    async def check_target(self, conn: Any, interaction: str, resource_type: str, id_: str,
+                           current: Stored | None) -> None:
+        """Raise NotFound unless the caller may know what is at `resource_type/id_` before
+        `interaction` ("update", "patch", "delete") acts on it: `current` (a deleted one
+        included) must be visible to them; None (nothing there) must be theirs to create
+        with a client-chosen id (an update)."""
 
     def prepare(self, body: dict[str, Any]) -> None:
         """Stamp what the server, not the client, says of a resource about to be stored
@@ -84,6 +94,13 @@ async def check_read(conn: Any, interaction: str, stored: Stored) -> None:
     guard = _current.get()
     if guard is not None:
         await guard.check_read(conn, interaction, stored)
+
+
+async def check_target(conn: Any, interaction: str, resource_type: str, id_: str,
+                       current_: Stored | None) -> None:
+    guard = _current.get()
+    if guard is not None:
+        await guard.check_target(conn, interaction, resource_type, id_, current_)
 
 
 def prepare(body: dict[str, Any]) -> None:

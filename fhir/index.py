@@ -201,7 +201,8 @@ def extract(resource: dict[str, Any], reg: Registry) -> dict[str, list[Row]]:
     rows: dict[str, list[Row]] = {t: [] for t in ("token", "string", "date", "reference",
                                                    "quantity", "uri", "number", "composite",
                                                    "position")}
-    for code, sp in reg.for_type(resource["resourceType"]).items():
+    for sp in reg.for_type(resource["resourceType"]).values():
+        code = sp.key  # the rows' `param` (fhir.registry.index_key)
         seen: set[Row] = set()
         if sp.type == "composite":
             for row in _composite_rows(code, sp, resource):
@@ -293,7 +294,9 @@ def compartment_patient(resource: dict[str, Any], reg: Registry,
     """The id of the Patient whose compartment holds `resource` (the access-control key)."""
     if resource["resourceType"] == "Patient":
         return resource.get("id")
-    params = reg.compartment.get(resource["resourceType"], ())
+    type_ = resource["resourceType"]
+    params = [sp.key for name in reg.compartment.get(type_, ())
+              if (sp := reg.get(type_, name)) is not None]
     for param in params:
         for row in refs:
             if row[0] == param and row[1] == "Patient" and row[2]:

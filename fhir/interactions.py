@@ -193,6 +193,7 @@ async def update(conn: AsyncConnection, type_: str, id_: str, body: Any,
         raise BadRequest(f"The resource id '{body.get('id')}' does not match the URL id "
                          f"'{id_}'; a PUT body must carry the id of the URL.", expression="id")
     current = await store.read_current(conn, type_, id_, for_update=if_match is None)
+    await guard.check_target(conn, "update", type_, id_, current)
     if current is None:
         if if_match is not None:
             raise PreconditionFailed(f"If-Match names version {if_match} but {type_}/{id_} "
@@ -253,6 +254,7 @@ async def patch(conn: AsyncConnection, type_: str, id_: str, operations: Any,
     current = await store.read_current(conn, type_, check_id(id_), for_update=if_match is None)
     if current is None:
         raise NotFound(f"{type_}/{id_} is not known.")
+    await guard.check_target(conn, "patch", type_, id_, current)  # before its content counts
     if current.deleted or current.content is None:
         raise Gone(f"{type_}/{id_} was deleted; it cannot be patched.")
     try:
@@ -282,6 +284,7 @@ async def delete(conn: AsyncConnection, type_: str, id_: str,
     current = await store.read_current(conn, type_, check_id(id_), for_update=True)
     if current is None:
         raise NotFound(f"{type_}/{id_} is not known.")
+    await guard.check_target(conn, "delete", type_, id_, current)  # before its version counts
     if if_match is not None and current.version != if_match:
         raise PreconditionFailed(f"{type_}/{id_} is at version {current.version}, not {if_match}.")
     if current.deleted:

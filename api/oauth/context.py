@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import Request
 
 from api.http import FHIR_PREFIX, base_url
@@ -83,10 +85,39 @@ async def caller_from_request(request: Request) -> tokens.Caller:
     misdirected token. The FHIR layer's access policy starts from the Caller.
     """
     token = bearer(request)
-    header, _claims = tokens.unverified(token)
+    header, claims = tokens.unverified(token)
     kid = header.get("kid") if isinstance(header.get("kid"), str) else None
     keys = await signing_keys(request, kid)
+    audience, iss = fhir_base(request), issuer(request)
+    settings = settings_of(request)
+    if not settings.base_url and not settings.issuer:
+        audience = loopback_alias(audience, claims.get("aud")) or audience
+        iss = loopback_alias(iss, claims.get("iss")) or iss
     async with db_of(request).read() as conn:
         return await tokens.caller(
-            conn, token, keys=keys, issuer=issuer(request), audience=fhir_base(request),
-            trusted=settings_of(request).trusted_issuers, cache=jwks_cache(request))
+            conn, token, keys=keys, issuer=iss, audience=audience,
+            trusted=settings.trusted_issuers, cache=jwks_cache(request))
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def loopback_alias(expected: str, claimed: object) -> str | None:
+    """`claimed` (a token's aud or iss) when it names the same server as `expected` through
+    another loopback name (http://127.0.0.1:8000/fhir for http://localhost:8000/fhir), else
+    None. Only where the server takes its URLs from the request (CARENET_BASE_URL and
+    CARENET_ISSUER unset): on one's own machine both names reach the same server, and a token
+    `python -m api token` made for one works with the other. A configured base (production)
+    accepts only itself."""
+    if not isinstance(claimed, str) or claimed == expected:
+        return None
+    want, got = urlsplit(expected), urlsplit(claimed)
+    try:
+        same_port = want.port == got.port
+    except ValueError:
+        return None
+    if (want.hostname in LOOPBACK and got.hostname in LOOPBACK and same_port
+            and want.scheme == got.scheme and want.path.rstrip("/") == got.path.rstrip("/")
+            and not got.query and not got.fragment and got.username is None):
+        return claimed
+    return None

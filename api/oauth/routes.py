@@ -114,6 +114,13 @@ async def _authorize(request: Request, params: dict[str, str]) -> Response:
     user, problem = await _sign_in(request, params)
     if user is None or decision != "approve":
         return await _page(request, auth, params, problem or "Choose Allow or Deny.")
+    choice = (params.get("patient") or "").strip().removeprefix("Patient/")
+    if (user.kind == "practitioner" and auth.launch is None and auth.needs_patient() and choice
+            and not await _may_open(request, user, choice)):
+        # One answer for a patient they may not open and one that does not exist.
+        return await _page(request, auth, params, (
+            f"Patient/{choice} is not one of your patients: choose a patient registered at "
+            "your practice, in a care team of yours, or referred to you."))
     try:
         async with db.write() as conn:
             code = await authorize.approve(conn, auth, user=user,
@@ -122,6 +129,25 @@ async def _authorize(request: Request, params: dict[str, str]) -> Response:
     except authorize.NeedsChoice as exc:
         return await _page(request, auth, params, str(exc))
     return redirect(auth.redirect_uri, {"code": code, "state": auth.state})
+
+
+async def _may_open(request: Request, user: users.User, patient_id: str) -> bool:
+    """Whether a member of staff may read the record of `patient_id` (the access policy, as
+    for their first FHIR request with the token the page would give them)."""
+    from consent import context as access_context
+    from consent import policy
+    from consent.principals import staff_principal
+
+    role = user.roles[0] if user.roles else None
+    if role is None:
+        return False
+    principal = staff_principal(user=user.reference, practitioner_role=role.id,
+                                organization=role.organization, sds_code=role.code)
+    async with ctx.db_of(request).read() as conn:
+        if await users.exists(conn, "Patient", patient_id) is None:
+            return False
+        access = await access_context.resolve(conn, principal, patient_ids=(patient_id,))
+    return policy.decide(access, "read", "Patient", policy.ResourceMeta(patient_id)).allowed
 
 
 async def _page(request: Request, auth: authorize.AuthorizationRequest, params: dict[str, str],
@@ -180,23 +206,44 @@ async def token(request: Request) -> Response:
 
 @router.post("/oauth/introspect")
 async def introspect(request: Request) -> Response:
-    """RFC 7662, for resource servers: a bearer token or a confidential client's assertion."""
+    """RFC 7662, for resource servers. The caller authenticates (2.1) with a confidential
+    client's private_key_jwt assertion or a bearer access token, and learns only of tokens it
+    may know of (4, "the authorization server MAY ... limit the response"): a resource server
+    the operator registered (`"resource_server": true`) of any token; a confidential client
+    of the tokens issued to it; a bearer token of the tokens of its own grant (the same
+    client and user). Of any other token it learns `{"active": false}`, as of one that does
+    not exist, so a patient's token learns nothing of a clinician's."""
     form = await read_form(request)
     if not form.get("token"):
         raise error(InvalidRequestError, "token is required.")
     issuer = await ctx.token_issuer(request)
+    caller = None
     if request.headers.get("authorization"):
-        await ctx.caller_from_request(request)
+        caller = await ctx.caller_from_request(request)
+        async with ctx.db_of(request).read() as conn:
+            client = await clients.find(conn, caller.client_id)
+        resource_server = (client is not None and client.resource_server
+                           and caller.kind == "system")
     else:
         client = await _client(request, form, issuer)
         if client.public:
             raise error(InvalidClientError, "Introspection needs a confidential client or a "
                         "bearer token.")
+        resource_server = client.resource_server
     header = _header_of(form["token"])
     if header.get("kid"):
         issuer = await ctx.token_issuer(request, str(header["kid"]))
     async with ctx.db_of(request).read() as conn:
-        return json_response(await grants.introspect(conn, form["token"], issuer))
+        info = await grants.introspect(conn, form["token"], issuer)
+    if info.get("active") and not resource_server:
+        if caller is not None:
+            mine = (info.get("client_id") == caller.client_id
+                    and info.get("sub") == caller.subject)
+        else:
+            mine = client is not None and info.get("client_id") == client.client_id
+        if not mine:
+            info = {"active": False}
+    return json_response(info)
 
 
 @router.post("/oauth/revoke")

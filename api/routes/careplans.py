@@ -76,6 +76,10 @@ class ContributionGuard:
     async def check_read(self, conn: Any, interaction: str, stored: Stored) -> None:
         await self.inner.check_read(conn, interaction, stored)
 
+    async def check_target(self, conn: Any, interaction: str, resource_type: str, id_: str,
+                           current: Stored | None) -> None:
+        await self.inner.check_target(conn, interaction, resource_type, id_, current)
+
     def prepare(self, body: dict[str, Any]) -> None:
         if body.get("resourceType") == "Goal":  # the person's own words: theirs to change
             body["meta"] = {**(body.get("meta") or {}),

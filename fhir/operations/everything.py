@@ -165,7 +165,7 @@ def _in_window(start: bool, end: bool) -> Any:
     for type_, param in CLINICAL_DATE.items():
         sp = registry().get(type_, param)
         if sp is not None and sp.type == "date":
-            by_param.setdefault(param, []).append(type_)
+            by_param.setdefault(sp.key, []).append(type_)  # its index rows' `param`
     dated = sorted(t for ts in by_param.values() for t in ts)
 
     def condition(row: Any) -> Any:

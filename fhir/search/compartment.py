@@ -30,7 +30,7 @@ def types() -> list[str]:
 def params_of(type_: str) -> tuple[str, ...]:
     """The reference parameters of `type_` that place it in a Patient compartment (400 if none)."""
     reg = registry()
-    params = tuple(p for p in reg.compartment.get(type_, ())
+    params = tuple(sp.key for p in reg.compartment.get(type_, ())
                    if (sp := reg.get(type_, p)) is not None and sp.type == "reference")
     if not params:
         raise BadRequest(f"{type_} is not in the Patient compartment, so "

@@ -23,7 +23,7 @@ Row = tuple[int, str, str, str]  # rid, type, id, content
 
 def _ref_params(source: str, include: Include) -> list[str]:
     if include.param == "*":
-        return [code for code, sp in registry().for_type(source).items() if sp.type == "reference"]
+        return [sp.key for sp in registry().for_type(source).values() if sp.type == "reference"]
     return [include.param]
 
 

@@ -58,7 +58,7 @@ def sort_keys(type_: str, value: str) -> list[SortKey]:
             continue
         if sp is None or sp.type not in _SORT_COLUMN:
             raise BadRequest(f"_sort: '{code}' is not a sortable search parameter of {type_}.")
-        keys.append(SortKey(code, sp.type, descending))
+        keys.append(SortKey(sp.key, sp.type, descending))
     if not keys or len(keys) > 5:
         raise BadRequest("_sort takes one to five parameters, e.g. _sort=-date,_id.")
     return keys

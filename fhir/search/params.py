@@ -185,7 +185,7 @@ def filter_condition(type_: str, row: Any, raw_name: str, raw_value: str, *, dep
     if mod == "missing":
         if raw_value not in ("true", "false"):
             raise BadRequest(f"'{name}:missing' takes true or false, not '{raw_value}'.")
-        present = exists(row.c.rid, sp.type, name)
+        present = exists(row.c.rid, sp.type, sp.key)
         return sa.not_(present) if raw_value == "true" else present
     escapes = sp.type in ("token", "reference", "quantity", "composite") and mod != "text"
     values = _values(name, raw_value, keep_escapes=escapes)
@@ -246,7 +246,7 @@ def _chain(type_: str, row: Any, name: str, modifier: str | None, rest: str, val
                                          visible=visible))
                 for ts in groups.values()]
     return sa.exists().where(
-        ref.c.rid == row.c.rid, ref.c.param == name,
+        ref.c.rid == row.c.rid, ref.c.param == sp.key,
         target.c.type == ref.c.target_type, target.c.id == ref.c.target_id,
         target.c.deleted.is_(False), sa.or_(*per_type),
         *conditions(visible, target, usable[0] if len(usable) == 1 else None),
@@ -269,7 +269,7 @@ def _reverse_chain(type_: str, row: Any, raw_name: str, value: str, depth: int,
     ref = alias(INDEX_TABLES["reference"])
     other = alias(resource)
     return sa.exists().where(
-        ref.c.param == param, ref.c.target_type == type_, ref.c.target_id == row.c.id,
+        ref.c.param == sp.key, ref.c.target_type == type_, ref.c.target_id == row.c.id,
         other.c.rid == ref.c.rid, other.c.type == source, other.c.deleted.is_(False),
         *conditions(visible, other, source),
         filter_condition(source, other, rest, value, depth=depth + 1, visible=visible),
@@ -324,10 +324,9 @@ def _include(type_: str, name: str, value: str, iterate: bool) -> Include:
     target = parts[2] if len(parts) == 3 else None
     if source not in registry().resource_types:
         raise BadRequest(f"{name}={value}: '{source}' is not a resource type.")
-    _reference_param(source, param)
     if target is not None and target not in registry().resource_types:
         raise BadRequest(f"{name}={value}: '{target}' is not a resource type.")
     if name == "_include" and source != type_ and not iterate:
         raise BadRequest(f"_include={value}: the source type must be {type_} "
                          "(or use _include:iterate).")
-    return Include(source, param, target, iterate)
+    return Include(source, _reference_param(source, param).key, target, iterate)

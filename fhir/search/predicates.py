@@ -76,14 +76,14 @@ def token(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) ->
                          "server does not have; search by code (a comma-separated list).")
     no_modifier(code, modifier, ("not", "text", "of-type"))
     if modifier == "text":
-        return exists(rid, "token", code, lambda c: [
+        return exists(rid, "token", sp.key, lambda c: [
             sa.func.lower(c.text).like(f"{like_escape(v.lower())}%", escape="\\") for v in values
         ])
     if modifier == "of-type":
-        return exists(rid, "token", f"{code}:of-type", lambda c: [
+        return exists(rid, "token", f"{sp.key}:of-type", lambda c: [
             _of_type(c, code, v) for v in values
         ])
-    found = exists(rid, "token", code, lambda c: [_token_match(c, v) for v in values])
+    found = exists(rid, "token", sp.key, lambda c: [_token_match(c, v) for v in values])
     return sa.not_(found) if modifier == "not" else found
 
 
@@ -109,7 +109,7 @@ def string(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -
         return [c.norm.like(f"{like_escape(normalise(v)[:STRING_SIZE])}%", escape="\\")
                 for v in values]
 
-    return exists(rid, "string", sp.code, conditions)
+    return exists(rid, "string", sp.key, conditions)
 
 
 def date_condition(lo: Any, hi: Any, value: str, code: str) -> Any:
@@ -143,7 +143,7 @@ def date_condition(lo: Any, hi: Any, value: str, code: str) -> Any:
 def date(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
     """Dates with precision and the prefixes eq ne gt lt ge le sa eb ap."""
     no_modifier(sp.code, modifier, ())
-    return exists(rid, "date", sp.code,
+    return exists(rid, "date", sp.key,
                   lambda c: [date_condition(c.lo, c.hi, v, sp.code) for v in values])
 
 
@@ -151,7 +151,7 @@ def reference(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]
     """Type/id, id (with :Type or a single-target parameter), an absolute URL; :identifier."""
     code, targets = sp.code, sp.targets
     if modifier == "identifier":
-        return exists(rid, "token", f"{code}:identifier",
+        return exists(rid, "token", f"{sp.key}:identifier",
                       lambda c: [_token_match(c, v) for v in values])
     if modifier is not None and modifier not in targets:
         raise BadRequest(
@@ -180,7 +180,7 @@ def reference(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]
                 )
         return out
 
-    return exists(rid, "reference", code, conditions)
+    return exists(rid, "reference", sp.key, conditions)
 
 
 def number_value(code: str, text: str) -> tuple[float, float]:
@@ -226,7 +226,7 @@ def number(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -
             out.append(compare(c.value, prefix, *number_value(sp.code, text)))
         return out
 
-    return exists(rid, "number", sp.code, conditions)
+    return exists(rid, "number", sp.key, conditions)
 
 
 def quantity_condition(c: Any, code: str, value: str) -> Any:
@@ -246,7 +246,7 @@ def quantity_condition(c: Any, code: str, value: str) -> Any:
 
 def quantity(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> Any:
     no_modifier(sp.code, modifier, ())
-    return exists(rid, "quantity", sp.code,
+    return exists(rid, "quantity", sp.key,
                   lambda c: [quantity_condition(c, sp.code, v) for v in values])
 
 
@@ -257,16 +257,16 @@ def uri(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]) -> A
     # never a LIKE pattern (its % and _ are characters).
     if modifier == "below":  # beyond the column's length, on the part it holds
         cut = [v[:URI_SIZE] for v in values]
-        return exists(rid, "uri", sp.code, lambda c: [
+        return exists(rid, "uri", sp.key, lambda c: [
             sa.and_(c.value.like(f"{like_escape(v)}%", escape="\\"),
                     sa.func.substr(c.value, 1, len(v)) == v) for v in cut
         ])
     if modifier == "above":
-        return exists(rid, "uri", sp.code, lambda c: [
+        return exists(rid, "uri", sp.key, lambda c: [
             sa.func.substr(sa.literal(v, sa.Text), 1, sa.func.length(c.value)) == c.value
             for v in values
         ])
-    return exists(rid, "uri", sp.code,
+    return exists(rid, "uri", sp.key,
                   lambda c: [exact(c.value, c.value_hash, v, URI_SIZE) for v in values])
 
 
@@ -338,7 +338,7 @@ def composite(rid: Any, sp: SearchParam, modifier: str | None, values: list[str]
     """`a$b`: both components found in the same element (the same Observation.component);
     `a` is matched as a token (or Type/id), `b` by the second component's type and prefixes."""
     no_modifier(sp.code, modifier, ())
-    return exists(rid, "composite", sp.code,
+    return exists(rid, "composite", sp.key,
                   lambda c: [_composite_match(c, sp, v) for v in values])
 
 

@@ -59,7 +59,8 @@ async def oauth(oauth_app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 async def people(oauth: httpx.AsyncClient, oauth_app: Any) -> SimpleNamespace:
-    """Who signs in: a GP with a PractitionerRole, a Practitioner without one, two patients."""
+    """Who signs in: a GP with a PractitionerRole, a Practitioner without one, two patients
+    (bob registered at the GP's practice, alice nowhere)."""
     loader = bearer(await mint(oauth_app))  # the network's backend service writes them
 
     async def create(body: dict[str, Any]) -> str:
@@ -80,7 +81,8 @@ async def people(oauth: httpx.AsyncClient, oauth_app: Any) -> SimpleNamespace:
     nhs = o.nhs_number()
     alice = await create({"resourceType": "Patient", "name": [{"family": "Able"}],
                           "identifier": [{"system": o.NHS, "value": nhs}]})
-    bob = await create({"resourceType": "Patient", "name": [{"family": "Baker"}]})
+    bob = await create({"resourceType": "Patient", "name": [{"family": "Baker"}],
+                        "generalPractitioner": [{"reference": f"Organization/{org}"}]})
     visit = await create({"resourceType": "Encounter", "status": "in-progress",
                           "class": {"code": "AMB"}, "subject": {"reference": f"Patient/{alice}"}})
     return SimpleNamespace(org=org, gp=f"Practitioner/{gp}", gp_id=gp, gp_sds=sds, role=role,

@@ -174,3 +174,21 @@ def external_token(key: RSAKey | ECKey, issuer: str, audience: str, lifetime: fl
                "exp": int(now + lifetime), **claims}
     alg = key.as_dict()["alg"]
     return jwt.encode({"alg": alg, "kid": key.kid}, payload, key, algorithms=[alg])
+
+
+async def resource_server(c: httpx.AsyncClient, app: Any) -> str:
+    """A bearer token of a resource server the operator registered (`"resource_server":
+    true`, `python -m api register-client`): it may introspect any token."""
+    from consent import clients
+
+    key = new_key("ES384")
+    body = {"client_name": "Resource server", "jwks": public_jwks(key),
+            "grant_types": ["client_credentials"], "scope": "system/*.rs",
+            "resource_server": True}
+    async with app.state.db.write() as conn:
+        client_id = (await clients.register(conn, body, operator=True))["client_id"]
+    r = await c.post("/oauth/token", data={"grant_type": "client_credentials",
+                                           "scope": "system/*.rs",
+                                           **assertion_form(key, client_id)})
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])

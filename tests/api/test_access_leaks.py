@@ -75,6 +75,11 @@ async def staff(client: httpx.AsyncClient, family: str, org: str, sds_code: str)
 @pytest.fixture(scope="module")
 async def net(client: httpx.AsyncClient, app: Any) -> SimpleNamespace:
     """The network, its victims' ids and the attackers' tokens."""
+    return await network(client, app)
+
+
+async def network(client: httpx.AsyncClient, app: Any) -> SimpleNamespace:
+    """Load the network (as the loader `client`); its ids and the attackers' tokens."""
     tag = uuid.uuid4().hex[:10]
     n = SimpleNamespace(tag=tag, since=iso_instant(time.time() - 1))
     org = {k: await make(client, {"resourceType": "Organization", "name": f"{k} {tag}"})
@@ -428,7 +433,8 @@ async def test_break_glass_opens_the_record_audited_and_alerted(
                        await client.get(f"/Observation/{unknown}", headers=short))
     outcome(hidden, 403)
     assert missing.status_code == 403, "a short reason must not tell what exists"
-    outcome(await client.get(f"/Observation/{net.obs2}", headers=net.as_p1), 404)  # P1 probes
+    probed = await client.get(f"/Observation/{net.obs2}", headers=net.as_p1)  # P1 probes
+    outcome(probed, 404)
     r = await client.get(url, headers={**net.as_gp_b, "X-Break-Glass-Reason": REASON})
     assert r.status_code == 200 and r.json()["id"] == net.obs1, r.text
     await app.state.audit.flush()
@@ -445,8 +451,9 @@ async def test_break_glass_opens_the_record_audited_and_alerted(
     assert emergency[0]["agent"][0]["who"]["reference"] == f"Practitioner/{net.gp_b}"
     everything = await search(client, net.as_p1, "/AuditEvent", {"_count": "1000"})
     probe = [e["resource"] for e in everything["entry"]
-             if f"Observation/{net.obs2}" in json.dumps(e["resource"])]
-    assert probe and {p["outcome"] for p in probe} == {"4"}  # their own attempts: in their log
+             if probed.headers["x-request-id"] in json.dumps(e["resource"])]
+    assert [p["outcome"] for p in probe] == ["4"]  # their own attempts: in their log
+    assert net.obs2 not in json.dumps(probe)  # naming no entry they may not see (issue 16)
     for e in everything["entry"]:  # and names no other patient (but the ids it asked for)
         event = e["resource"]
         named = {x["what"]["reference"] for x in event.get("entity", ())

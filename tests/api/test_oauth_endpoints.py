@@ -27,6 +27,7 @@ from tests.api.oauth_support import (
     public_app,
     public_jwks,
     register,
+    resource_server,
     sign_in,
 )
 
@@ -67,6 +68,38 @@ async def test_introspection_of_live_tokens(oauth: httpx.AsyncClient,
     assert await introspect(oauth, "made-up", bearer) == {"active": False}
 
 
+async def test_introspection_tells_a_caller_only_of_its_own_grant(
+        oauth: httpx.AsyncClient, oauth_app: Any, patient_token: dict[str, Any],
+        people: SimpleNamespace) -> None:
+    """RFC 7662 4: a patient's token learns nothing of a clinician's token, even one issued
+    to the same app; a confidential client learns of the tokens issued to it; a resource
+    server the operator registered, of any token."""
+    app = patient_token["client_id"]
+    gp = await sign_in(oauth, app, people.gp, "user/*.rs")
+    other_app = await sign_in(oauth, await public_app(oauth), f"Patient/{people.alice}",
+                              "patient/*.rs")
+    mine = patient_token["access_token"]
+    for token in (gp["access_token"], other_app["access_token"], "made-up"):
+        assert await introspect(oauth, token, mine) == {"active": False}
+    assert (await introspect(oauth, mine, mine))["active"] is True
+    key = new_key("ES384")
+    service = (await register(oauth, client_name="Sync", jwks=public_jwks(key),
+                              grant_types=["client_credentials"], scope="system/*.rs",
+                              resource_server=True))["client_id"]  # stripped: open registration
+    r = await oauth.post("/oauth/token", data={"grant_type": "client_credentials",
+                                               "scope": "system/*.rs",
+                                               **assertion_form(key, service)})
+    own = r.json()["access_token"]
+    for token, active in ((gp["access_token"], False), (mine, False), (own, True)):
+        r = await oauth.post("/oauth/introspect",
+                             data={"token": token, **assertion_form(key, service)})
+        assert r.status_code == 200 and r.json()["active"] is active, r.text
+    assert await introspect(oauth, gp["access_token"], own) == {"active": False}
+    server = await resource_server(oauth, oauth_app)
+    info = await introspect(oauth, gp["access_token"], server)
+    assert info["active"] is True and info["sub"] == people.gp
+
+
 async def test_introspection_needs_authentication(oauth: httpx.AsyncClient,
                                                   patient_token: dict[str, Any]) -> None:
     token = patient_token["access_token"]
@@ -87,8 +120,8 @@ async def test_introspection_needs_authentication(oauth: httpx.AsyncClient,
 async def test_bad_tokens_are_inactive_and_refused(oauth: httpx.AsyncClient, oauth_app: Any,
                                                    patient_token: dict[str, Any]) -> None:
     keys = await server_keys(oauth_app)
-    bearer = patient_token["access_token"]
-    header, payload, signature = bearer.split(".")
+    bearer = await resource_server(oauth, oauth_app)  # may introspect any token
+    header, payload, signature = patient_token["access_token"].split(".")
     claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     widened = base64.urlsafe_b64encode(orjson.dumps({**claims, "scope": "user/*.cruds"}))
     stranger = keys_module.new_key()
@@ -114,7 +147,10 @@ async def test_revoked_access_token_is_inactive(oauth: httpx.AsyncClient,
                                                 patient_token: dict[str, Any],
                                                 people: SimpleNamespace) -> None:
     app = patient_token["client_id"]
-    probe = await sign_in(oauth, await public_app(oauth), f"Patient/{people.bob}", "patient/*.rs")
+    # The same user through the same app: a caller who may introspect the revoked token.
+    probe = await sign_in(oauth, app, f"Patient/{people.alice}", "patient/*.rs")
+    assert (await introspect(oauth, patient_token["access_token"], probe["access_token"]))[
+        "active"] is True
     r = await oauth.post("/oauth/revoke", data={"token": patient_token["access_token"],
                                                 "token_type_hint": "access_token",
                                                 "client_id": app})
@@ -142,7 +178,7 @@ async def test_revoked_refresh_token_stops_refreshing(oauth: httpx.AsyncClient,
                                                "refresh_token": patient_token["refresh_token"]})
     oauth_error(r, 400, "invalid_grant")
     # and the access token issued with it goes too (RFC 7009 2.1)
-    probe = await sign_in(oauth, app, f"Patient/{people.bob}", "patient/*.rs")
+    probe = await sign_in(oauth, app, f"Patient/{people.alice}", "patient/*.rs")
     for token in (patient_token["refresh_token"], patient_token["access_token"]):
         assert await introspect(oauth, token, probe["access_token"]) == {"active": False}
 

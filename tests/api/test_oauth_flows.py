@@ -91,10 +91,18 @@ async def test_staff_standalone_launch_picks_a_patient(oauth: httpx.AsyncClient,
     page = await oauth.post("/oauth/authorize", data={**params, "user": people.gp,
                                                       "decision": "approve"})
     assert page.status_code == 400 and "Choose the patient" in page.text
-    wrong = await oauth.post("/oauth/authorize", data={**params, "user": people.gp,
-                                                       "patient": "no-such-patient",
+    # A patient they may not open (alice: not registered at the GP's practice) and one that
+    # does not exist get the same answer, with what to choose instead (issue 16).
+    answers = []
+    for choice in (people.alice, "no-such-patient"):
+        r = await oauth.post("/oauth/authorize", data={**params, "user": people.gp,
+                                                       "patient": choice,
                                                        "decision": "approve"})
-    assert wrong.status_code == 400 and "not known" in wrong.text
+        assert r.status_code == 400 and "not one of your patients" in r.text, r.text
+        assert "location" not in r.headers  # no code for the app
+        problem = r.text.split('<p class="problem">', 1)[1].split("</p>", 1)[0]
+        answers.append(problem.replace(choice, "X"))
+    assert answers[0] == answers[1]
     code = await get_code(oauth, app, people.gp, params["scope"], challenge,
                           patient=people.bob)
     token = (await exchange(oauth, app, code, verifier)).json()
@@ -278,7 +286,7 @@ async def test_replayed_code_is_refused_and_revokes_its_tokens(
     first = (await exchange(oauth, app, code, verifier)).json()
     assert (await introspect(oauth, first["access_token"], first["access_token"]))["active"]
     oauth_error(await exchange(oauth, app, code, verifier), 400, "invalid_grant")
-    probe = await sign_in(oauth, app, f"Patient/{people.bob}", "patient/*.rs")
+    probe = await sign_in(oauth, app, f"Patient/{people.alice}", "patient/*.rs")  # may ask
     assert (await introspect(oauth, first["access_token"], probe["access_token"])) == {
         "active": False}
     r = await oauth.post("/oauth/token", data={"grant_type": "refresh_token", "client_id": app,
@@ -334,7 +342,7 @@ async def test_refresh_rotates_and_a_replay_revokes_the_family(
     # the first refresh token comes back: stolen; everything of the grant is revoked
     oauth_error(await refresh(first["refresh_token"]), 400, "invalid_grant")
     oauth_error(await refresh(third["refresh_token"]), 400, "invalid_grant")
-    probe = await sign_in(oauth, app, f"Patient/{people.bob}", "patient/*.rs")
+    probe = await sign_in(oauth, app, f"Patient/{people.alice}", "patient/*.rs")  # may ask
     assert not (await introspect(oauth, third["access_token"], probe["access_token"]))["active"]
 
 

@@ -223,8 +223,8 @@ gp      bg         none          -     Condition           other bg bg bg
 gp      bg         practice-only -     Condition           other bg bg bg
 gp      bg         none          PSY   Condition           other bg bg bg
 gp      bg         practice-only PSY   Condition           other bg bg bg
-gp      bg         none          SDV   Condition           other bg bg bg
-gp      bg         practice-only SDV   Condition           other bg bg bg
+gp      bg         none          SDV   Condition           other n  n  n
+gp      bg         practice-only SDV   Condition           other n  n  n
 gp      bg         none          V     Condition           other n  n  n
 gp      bg         practice-only V     Condition           other n  n  n
 cn      bg         none          -     Condition           other bg bg bg
@@ -247,8 +247,8 @@ sw      bg         none          -     Condition           other bg n  n
 sw      bg         practice-only -     Condition           other bg n  n
 sw      bg         none          PSY   Condition           other bg n  n
 sw      bg         practice-only PSY   Condition           other bg n  n
-sw      bg         none          SDV   Condition           other bg n  n
-sw      bg         practice-only SDV   Condition           other bg n  n
+sw      bg         none          SDV   Condition           other n  n  n
+sw      bg         practice-only SDV   Condition           other n  n  n
 sw      bg         none          V     Condition           other n  n  n
 sw      bg         practice-only V     Condition           other n  n  n
 adm     bg         none          -     Condition           other n  n  n

@@ -63,7 +63,12 @@ def test_break_glass_opens_all_but_safeguarding_and_very_restricted() -> None:
     assert labels.visible(ph, {PSY, LABELS["HIV"], R}, break_glass=True)
     assert not labels.visible(ph, {SDV}, break_glass=True)
     assert not labels.visible(ph, {V}, break_glass=True)
-    assert labels.blocked("gp", break_glass=True) == {V}
+    assert labels.blocked("gp", break_glass=True) == {V, SDV}
+    # A GP sees SDV through a relationship; emergency access does not open it, not even to
+    # a GP, nor to the author's organisation (README: break-glass never opens SDV or V).
+    gp = principal("gp")
+    assert labels.visible(gp, {SDV}) and not labels.visible(gp, {SDV}, break_glass=True)
+    assert not labels.visible(gp, {SDV}, source=gp.organizations[0], break_glass=True)
 
 
 def test_no_role_sees_no_label() -> None:

@@ -124,3 +124,65 @@ def test_migration_0005_hashes_values_cut_before(backend: str, request: pytest.F
         asyncio.run(_recreate(url))
     rows, keys = asyncio.run(_reindexed(url))
     assert len(rows) == 1 and keys == []
+
+
+async def _renamed(url: str) -> dict[str, list[str]]:
+    """Store, at revision 0004, an AuditEvent and an Observation with index rows under the
+    shared keys (the AuditEvent with a token code cut to 255, which migration 0005 indexes
+    again); upgrade; the keys each type's rows carry then."""
+    import orjson
+
+    from fhir.index import digest
+
+    code = "c" * 300
+    audit = {"resourceType": "AuditEvent", "id": "x1", "type": {"system": "urn:t", "code": code}}
+    db = Database(url)
+    try:
+        await upgrade(db.engine, "0004")
+        async with db.engine.begin() as conn:
+            for rid, type_ in ((1, "AuditEvent"), (2, "Observation")):
+                content = orjson.dumps(audit).decode() if rid == 1 else None
+                await conn.execute(sa.text(
+                    "INSERT INTO resource (rid, type, id, version, last_updated, deleted, "
+                    "content) VALUES (:rid, :type, :id, 1, 0, false, :content)"),
+                    {"rid": rid, "type": type_, "id": f"x{rid}", "content": content})
+                await conn.execute(sa.text(
+                    "INSERT INTO sp_reference (rid, param, target_type, target_id) "
+                    "VALUES (:rid, 'patient', 'Patient', 'p')"), {"rid": rid})
+                await conn.execute(sa.text(
+                    "INSERT INTO sp_date (rid, param, lo, hi) VALUES (:rid, 'date', 0, 1)"),
+                    {"rid": rid})
+            await conn.execute(sa.text(
+                "INSERT INTO sp_token (rid, param, system, code) "
+                "VALUES (1, 'type', 'urn:t', :code)"), {"code": code[:255]})
+        await upgrade(db.engine)
+        await upgrade(db.engine)  # a second run renames nothing twice
+        async with db.engine.connect() as conn:
+            tokens = [tuple(r) for r in await conn.execute(sa.text(
+                "SELECT param, code, code_hash FROM sp_token WHERE rid = 1"))]
+            # 0005 indexed it again (hash beside the cut code); 0009 left its new key alone.
+            assert tokens == [("AuditEvent.type", code[:255], digest(code, 255))]
+            rows = (await conn.execute(sa.text(
+                "SELECT r.type, s.param FROM resource r JOIN (SELECT rid, param FROM "
+                "sp_reference UNION ALL SELECT rid, param FROM sp_date) s ON s.rid = r.rid "
+                "ORDER BY r.type, s.param"))).all()
+        out: dict[str, list[str]] = {}
+        for type_, param in rows:
+            out.setdefault(type_, []).append(param)
+        return out
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_audit_index_rows_get_keys_of_their_own(backend: str,
+                                                    request: pytest.FixtureRequest,
+                                                    tmp_path: object) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/keys.db"
+    else:
+        url = request.getfixturevalue("pg_url") + "_migrations"
+        asyncio.run(_recreate(url))
+    assert asyncio.run(_renamed(url)) == {
+        "AuditEvent": ["AuditEvent.date", "AuditEvent.patient"],
+        "Observation": ["date", "patient"]}
