@@ -160,7 +160,7 @@ async def _renamed(url: str) -> dict[str, list[str]]:
         async with db.engine.connect() as conn:
             tokens = [tuple(r) for r in await conn.execute(sa.text(
                 "SELECT param, code, code_hash FROM sp_token WHERE rid = 1"))]
-            # 0005 indexed it again (hash beside the cut code); 0009 left its new key alone.
+            # 0005 indexed it again (hash beside the cut code); 0010 left its new key alone.
             assert tokens == [("AuditEvent.type", code[:255], digest(code, 255))]
             rows = (await conn.execute(sa.text(
                 "SELECT r.type, s.param FROM resource r JOIN (SELECT rid, param FROM "
