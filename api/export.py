@@ -40,6 +40,7 @@ from fhir.operations import export, export_jobs
 from fhir.schema import resource
 
 log = logging.getLogger("carenet.export")
+IDS_PER_QUERY = 5000
 PROGRESS_SECONDS = 5.0  # between progress reports (the job's heartbeat)
 # A running job that has not reported for this long was stopped by a restart or a crash.
 STALE_SECONDS = 60.0
@@ -86,10 +87,14 @@ async def _in_population(conn: Any, repo: Repository, request: export.ExportRequ
     if not ids:
         return 0
     population = export.ExportRequest(request.level, request.group, types=["Patient"])
-    stmt = export.statement(population, repo.visible, members)
-    stmt = stmt.with_only_columns(resource.c.id).where(resource.c.id.in_(sorted(ids)))
-    stmt = stmt.limit(None).order_by(None)
-    return len((await conn.execute(stmt, {"after": 0})).all())
+    base = export.statement(population, repo.visible, members)
+    base = base.with_only_columns(sa.func.count()).limit(None).order_by(None)
+    wanted, total = sorted(ids), 0
+    for start in range(0, len(wanted), IDS_PER_QUERY):  # bound parameters are limited
+        chunk = wanted[start:start + IDS_PER_QUERY]
+        stmt = base.where(resource.c.id.in_(chunk))
+        total += int((await conn.execute(stmt, {"after": 0})).scalar_one())
+    return total
 
 
 class Exports:

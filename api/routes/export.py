@@ -16,11 +16,15 @@ from fastapi.responses import FileResponse, Response
 from api.deps import RepositoryDep
 from api.export import Exports
 from api.http import base_url, outcome_response, prefer
-from fhir import jsontext
+from fhir import capability, jsontext
 from fhir.errors import BadRequest
 from fhir.operations import export
 
 router = APIRouter()
+BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
+capability.add_system_operation("export", BULK + "export")
+capability.add_operation("Patient", "export", BULK + "patient-export")
+capability.add_operation("Group", "export", BULK + "group-export")
 NDJSON = "application/fhir+ndjson"
 # The manifest's `extension` (a JSON object the spec reserves for servers): how many patients
 # were left out because they opted out of secondary use (consent/secondary_use.py).

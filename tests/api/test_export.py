@@ -226,3 +226,32 @@ async def test_cancel_deletes_the_job_and_its_files(export_app: Any,
     assert r.status_code == 202, r.text
     outcome(await network.get(status_url), 404, "no export job")
     assert not (Path(export_app.state.exports.directory) / job_id).exists()
+
+
+async def test_the_capability_statement_names_the_operations(network: httpx.AsyncClient) -> None:
+    statement = (await network.get("/metadata")).json()
+    rest = statement["rest"][0]
+    assert {"name": "export", "definition":
+            "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"} in rest["operation"]
+    for type_ in ("Patient", "Group"):
+        entry = next(r for r in rest["resource"] if r["type"] == type_)
+        assert "export" in [op["name"] for op in entry["operation"]]
+
+
+async def test_a_job_a_restart_interrupted_says_so(export_app: Any,
+                                                   network: httpx.AsyncClient) -> None:
+    """A job no worker runs any more (its last report over a minute old) answers as failed,
+    with what to do; a running one's status stays 202."""
+    from fhir.operations import export_jobs
+    from tests.tokens import TEST_CLIENT
+
+    async with export_app.state.db.write() as conn:
+        job_id = await export_jobs.create(conn, client=TEST_CLIENT, request="http://test/x")
+        await export_jobs.update(conn, job_id, status="in-progress")
+        await conn.execute(export_jobs.job.update().where(export_jobs.job.c.id == job_id)
+                           .values(heartbeat=0.0, created=0.0))
+    outcome(await network.get(f"/$export-poll/{job_id}"), 500, "kick it off again")
+    async with export_app.state.db.write() as conn:
+        await export_jobs.update(conn, job_id, status="in-progress")  # reported just now
+    r = await network.get(f"/$export-poll/{job_id}")
+    assert r.status_code == 202 and r.headers["x-progress"] == "in-progress"
