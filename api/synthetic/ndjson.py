@@ -10,15 +10,16 @@ one type at a time; a file is read line by line and posted `batch` resources at 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import orjson
 
 from api.synthetic.generate import transaction
-from api.synthetic.load import Summary, post_bundle
+from api.synthetic.load import Summary, post_bundle, report
 
 FIRST = ("Organization", "Location", "Practitioner", "PractitionerRole", "HealthcareService",
          "Patient", "RelatedPerson")
@@ -80,3 +81,17 @@ async def load_ndjson(*, client: httpx.AsyncClient, directory: Path, batch: int 
             _settle(summary, done)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+async def load_command(*, url: str, directory: Path, concurrency: int,
+                       token: Callable[[], Awaitable[str]]) -> int:
+    """`python -m api seed --from DIR`: load NDJSON files through the API; exit status."""
+    if not directory.is_dir() or not any(directory.glob("*.ndjson")):
+        sys.stderr.write(f"{directory} holds no <Type>.ndjson files\n")
+        return 2
+    async with httpx.AsyncClient(base_url=url.rstrip("/") + "/", timeout=120) as client:
+        client.headers["Authorization"] = f"Bearer {await token()}"
+        summary = await load_ndjson(client=client, directory=directory,
+                                    concurrency=concurrency)
+    report(summary, sys.stderr)
+    return 1 if summary.failures else 0
