@@ -255,3 +255,23 @@ async def test_a_job_a_restart_interrupted_says_so(export_app: Any,
         await export_jobs.update(conn, job_id, status="in-progress")  # reported just now
     r = await network.get(f"/$export-poll/{job_id}")
     assert r.status_code == 202 and r.headers["x-progress"] == "in-progress"
+
+
+async def test_a_scope_narrowed_by_search_exports_only_what_it_finds(
+        export_app: Any, network: httpx.AsyncClient, tag: str) -> None:
+    pid = (await create(network, patient(tag)))["id"]
+    for category in ("vital-signs", "laboratory"):
+        await create(network, {
+            "resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                                "observation-category", "code": category}]}],
+            "code": {"text": category}, "subject": {"reference": f"Patient/{pid}"}})
+    group = await create(network, {"resourceType": "Group", "type": "person", "actual": True,
+                                   "member": [{"entity": {"reference": f"Patient/{pid}"}}]})
+    token = await mint(export_app, scope="system/Patient.rs system/Group.rs "
+                                         "system/Observation.rs?category=vital-signs")
+    async with await client_for(export_app, token) as c:
+        _, out = await export(c, f"/Group/{group['id']}/$export")
+        assert sorted(out) == ["Group", "Observation", "Patient"]
+        assert [o["code"]["text"] for o in out["Observation"]] == ["vital-signs"]
+        outcome(await c.get("/$export?_type=Condition", headers=PREFER), 403, "Condition")
