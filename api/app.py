@@ -11,9 +11,10 @@ from fastapi import Depends, FastAPI
 import web
 from api import errors, oauth
 from api.audit import AuditTrail
+from api.export import Exports
 from api.fastpath import FastRead
 from api.http import FHIR_PREFIX, check_accept
-from api.routes import booking, careplans, cds, record, risk, search, system, worklist
+from api.routes import booking, careplans, cds, export, record, risk, search, system, worklist
 from api.settings import Settings
 from careplans.worklist.events import Worker
 from consent import context as access_context
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.audit.start()
         app.state.worklist = Worker(db)  # worklist events behind the requests
         app.state.worklist.start()
+        app.state.exports = Exports(db, settings.export_dir)  # $export jobs (api/export.py)
         access_context.refresh_from(db)
         # What startup built (the registry, compiled FHIRPath, models) lives as long as the
         # process: out of the collector's way, so each collection scans only request garbage.
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.exports.stop()
             await app.state.worklist.stop()
             await app.state.audit.stop()
             app.state.audit = None  # stopped: nothing may queue to it any more
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuditTrail)  # outermost: it sees every answer, the fast path's too
     # The authorisation server first: /fhir/.well-known/... must not reach [type]/[id].
     app.include_router(oauth.router)
+    app.include_router(export.router, prefix=FHIR_PREFIX)  # before [type]/[id]
     careplans.install(app)  # its operations before Patient/[id]/[type]; the CarePlan rules
     worklist.install(app)  # Task operations and views; the Task and Encounter rules
     booking.install(app)  # the Appointment rule (booking takes a slot); Slot/$find

@@ -3,6 +3,8 @@ import)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consent.trust import TrustedIssuer
@@ -23,6 +25,8 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = 30_000
     migrate_on_start: bool = True
     log_level: str = "info"
+    # Where bulk export ($export) jobs write their NDJSON files, one folder per job.
+    export_dir: Path = Path("./exports")
 
     # SMART on FHIR authorisation server (api/oauth/, consent/). The issuer is the server
     # root: by default base_url without /fhir, or each request's own root.

@@ -18,6 +18,15 @@ OPERATIONS: dict[str, list[dict[str, str]]] = {
     "Patient": [{"name": "everything", "definition": EVERYTHING}]}
 
 
+# Operations at the base ([base]/$name), added the same way.
+SYSTEM_OPERATIONS: list[dict[str, str]] = []
+
+
+def add_system_operation(name: str, definition: str) -> None:
+    if not any(op["name"] == name for op in SYSTEM_OPERATIONS):
+        SYSTEM_OPERATIONS.append({"name": name, "definition": definition})
+
+
 def add_operation(type_: str, name: str, definition: str) -> None:
     """Advertise operation `name` on `type_` (idempotent)."""
     found = OPERATIONS.setdefault(type_, [])
@@ -93,6 +102,7 @@ def capability_statement(*, base: str, software_version: str,
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"},
                             {"code": "history-system"}],
+            **({"operation": list(SYSTEM_OPERATIONS)} if SYSTEM_OPERATIONS else {}),
             # GET Patient/[id]/[type]: search within a patient's compartment
             "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
         }],

@@ -25,6 +25,9 @@ def add_seed_parser(sub: Any) -> None:
                                     "only --out is given)")
     seed.add_argument("--concurrency", type=int, default=8)
     seed.add_argument("--out", type=Path, help="write <Type>.ndjson files to this directory")
+    seed.add_argument("--from", dest="from_dir", type=Path,
+                      help="load the <Type>.ndjson files of this directory (a bulk export, "
+                           "or --out) instead of generating a network")
     seed.add_argument("--as-of", type=date.fromisoformat,
                       help="the date the records run up to (default: today); with the same "
                            "seed and date the output is identical")
@@ -46,6 +49,12 @@ def run_seed(args: argparse.Namespace) -> int:
 
     async def token() -> str:
         return given or await _operator_token(url.rstrip("/"))
+
+    if args.from_dir is not None:
+        from api.synthetic.ndjson import load_command
+
+        return asyncio.run(load_command(url=url or DEFAULT_URL, directory=args.from_dir,
+                                        concurrency=args.concurrency, token=token))
 
     return asyncio.run(seed_command(
         url=url, out=args.out, seed=args.seed, n_patients=args.patients,

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 import careplans.risk.models  # noqa: F401  (risk stratification tables, same metadata)
 import careplans.worklist.models  # noqa: F401  (worklist tables, same metadata)
 import consent.oauth_schema  # noqa: F401  (the authorisation server's tables, same metadata)
+import fhir.operations.export_jobs  # noqa: F401  (bulk export jobs, same metadata)
 from fhir.db import Database
 from fhir.migrate import upgrade
 from fhir.schema import metadata
