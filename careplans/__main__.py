@@ -12,8 +12,10 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 # Run from the checkout: the project's `fhir` package must precede fhir.resources' (DESIGN.md).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,8 +29,6 @@ def _date(text: str) -> date:
 
 
 async def _stratify(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from api.settings import Settings
     from careplans.risk.flows import stratify
     from fhir.db import Database
@@ -36,13 +36,7 @@ async def _stratify(args: argparse.Namespace) -> int:
 
     settings = Settings()
     db = Database(settings.database_url)
-    bar = tqdm(total=0, unit="patients", file=sys.stderr, disable=args.quiet)
-
-    def progress(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-            bar.refresh()
-        bar.update(done)
+    bar, progress = _progress_bar("patients", args.quiet)
 
     try:
         await upgrade(db.engine)
@@ -64,9 +58,22 @@ async def _stratify(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _worklist(args: argparse.Namespace) -> int:
+def _progress_bar(unit: str, quiet: bool) -> tuple[Any, Callable[[int, int], None]]:
+    """A progress bar on standard error, and the (done, total) callback the flows report to."""
     from tqdm import tqdm
 
+    bar = tqdm(total=0, unit=unit, file=sys.stderr, disable=quiet)
+
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+            bar.refresh()
+        bar.update(done)
+
+    return bar, progress
+
+
+async def _worklist(args: argparse.Namespace) -> int:
     from api.settings import Settings
     from careplans.worklist import events
     from careplans.worklist.build import build
@@ -75,13 +82,7 @@ async def _worklist(args: argparse.Namespace) -> int:
 
     events.register_rules()
     db = Database(Settings().database_url)
-    bar = tqdm(total=0, unit="items", file=sys.stderr, disable=args.quiet)
-
-    def progress(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-            bar.refresh()
-        bar.update(done)
+    bar, progress = _progress_bar("items", args.quiet)
 
     try:
         await upgrade(db.engine)
